@@ -1,0 +1,29 @@
+"""Helpers shared by the torch forms: compute dtype, varlen by splitting, and packing outputs."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half inputs accumulate in float32 (as fla's kernels do); float32/float64 in themselves."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def varlen_by_split(dense: Callable, seq_inputs: list[torch.Tensor], initial_state, output_final_state, cu_seqlens):
+    """Evaluate a dense ``[B, T, ...]`` form on packed sequences (B = 1) one sequence at a time.
+
+    ``dense(*inputs, initial_state, output_final_state=True)`` must return (o, final_state)."""
+    if seq_inputs[0].shape[0] != 1:
+        raise ValueError(f"varlen needs batch size 1, got {seq_inputs[0].shape[0]}")
+    offs = [int(v) for v in cu_seqlens.tolist()]
+    outs, finals = [], []
+    for n in range(len(offs) - 1):
+        lo, hi = offs[n], offs[n + 1]
+        h0 = initial_state[n:n + 1] if initial_state is not None else None
+        o, hT = dense(*[x[:, lo:hi] for x in seq_inputs], initial_state=h0, output_final_state=True)
+        outs.append(o)
+        finals.append(hT)
+    o = torch.cat(outs, 1) if outs else seq_inputs[0][:, :0].clone()
+    return o, (torch.cat(finals, 0) if output_final_state else None)

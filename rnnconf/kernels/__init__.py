@@ -1,0 +1,1 @@
+"""Triton kernels; importing registers them.  They run natively on CUDA and under TRITON_INTERPRET=1 on a CPU."""

@@ -1,0 +1,56 @@
+"""Oracle plumbing: mpmath contexts, tensor ↔ mpf conversion, and the result record.
+
+Oracles are sequential, straightforward and slow on purpose.  They evaluate the spec's math in mpmath at
+``dps`` decimal digits (default 30; mpmath uses gmpy2 automatically when it is installed) on the *exact* values the
+target received (inputs already rounded to the target's dtype), so input rounding is never charged to the target.
+Alongside each value they return its magnitude shadow and log-gate mass (see :mod:`rnnconf.spec.errors`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import mpmath
+import torch
+
+DEFAULT_DPS = int(os.environ.get("RNNCONF_ORACLE_DPS", "30"))
+
+
+@dataclass
+class OracleResult:
+    """``values``: float64 tensors (rounded from mpmath) keyed by output name; ``mag``/``logmass``/``steps``: the
+    matching error-model ingredients; ``exact``: the mpmath values themselves, for properties that need them."""
+
+    values: dict[str, torch.Tensor]
+    mag: dict[str, torch.Tensor]
+    logmass: dict[str, torch.Tensor | None]
+    steps: dict[str, torch.Tensor]
+    exact: dict[str, object] = field(default_factory=dict)
+    dps: int = DEFAULT_DPS
+
+
+def to_mp(t: torch.Tensor):
+    """Nested lists of mpf from a tensor (exact: every float64 is an mpf)."""
+    return [to_mp(r) for r in t] if t.dim() else mpmath.mpf(float(t))
+
+
+def mp_to_tensor(x, shape) -> torch.Tensor:
+    flat = []
+
+    def walk(v):
+        if isinstance(v, list):
+            for w in v:
+                walk(w)
+        else:
+            flat.append(float(v))
+
+    walk(x)
+    return torch.tensor(flat, dtype=torch.float64).reshape(shape)
+
+
+def mp_sigmoid(z):
+    return 1 / (1 + mpmath.exp(-z))
+
+
+def mp_softplus(z):
+    return mpmath.log1p(mpmath.exp(z)) if z < 30 else z + mpmath.log1p(mpmath.exp(-z))

@@ -1,0 +1,2 @@
+"""Importing this module registers every built-in spec (one module per model family)."""
+from . import hgrn  # noqa: F401

@@ -1,0 +1,127 @@
+"""Declarative spec records (one per model op), in the spirit of PyTorch's OpInfo.
+
+A :class:`Spec` says *what* an op computes — never *how*.  It names the canonical signature (argument names and
+layouts, flash-linear-attention's where fla has the op), the input domains with their edge values, the outputs and
+state, the forms that exist, the invariants that hold, and the error model from which every tolerance is derived.
+Oracles, torch forms, Triton kernels and properties all read from here; nothing here imports them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from .domains import Domain
+from .errors import ErrorModel
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A named size symbol (``B``, ``T``, ``D`` …) with the range a strategy may draw and the edge values it must hit."""
+
+    name: str
+    lo: int
+    hi: int
+    edges: tuple[int, ...] = ()
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of the canonical signature.
+
+    ``shape`` is a tuple of :class:`Dim` names.  ``kind`` is ``"input"`` (a tensor the op reads every step),
+    ``"state"`` (``initial_state``) or ``"param"`` (a per-channel tensor with no time axis).
+    """
+
+    name: str
+    shape: tuple[str, ...]
+    domain: Domain
+    kind: str = "input"
+    optional: bool = False
+    differentiable: bool = True
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    shape: tuple[str, ...]
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """A mathematical fact the op satisfies.  ``check(case, outputs)`` returns ``None`` or a message describing the
+    violation; ``outputs`` are float64 tensors keyed by output name.  ``tolerance`` says how the check is judged:
+    ``"exact"`` (a structural fact) or ``"bound"`` (within the error model)."""
+
+    name: str
+    statement: str
+    check: Callable | None = None
+    tolerance: str = "bound"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The single source of truth for one op."""
+
+    id: str
+    title: str
+    paper: str  # arXiv id(s)
+    version: str
+    math: str
+    dims: Mapping[str, Dim]
+    args: Sequence[Arg]
+    outputs: Sequence[Output]
+    forms: Sequence[str]
+    invariants: Sequence[Invariant]
+    error_model: ErrorModel
+    signature: str
+    supports_varlen: bool = True
+    has_state: bool = True
+    notes: str = ""
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> list[Arg]:
+        return [a for a in self.args if a.kind in ("input", "param")]
+
+    @property
+    def state_arg(self) -> Arg | None:
+        return next((a for a in self.args if a.kind == "state"), None)
+
+    def arg(self, name: str) -> Arg:
+        for a in self.args:
+            if a.name == name:
+                return a
+        raise KeyError(f"spec {self.id!r} has no argument {name!r}")
+
+    def time_inputs(self) -> list[Arg]:
+        """Inputs that carry the time axis ``T`` (those a causality or carry property slices)."""
+        return [a for a in self.inputs if "T" in a.shape]
+
+
+_REGISTRY: dict[str, Spec] = {}
+
+
+def register(spec: Spec) -> Spec:
+    if spec.id in _REGISTRY:
+        raise ValueError(f"spec {spec.id!r} registered twice")
+    _REGISTRY[spec.id] = spec
+    return spec
+
+
+def get_spec(spec_id: str) -> Spec:
+    from . import _load_all  # noqa: F401  (imports every family module)
+
+    try:
+        return _REGISTRY[spec_id]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise KeyError(f"unknown spec {spec_id!r}; known specs: {known}") from None
+
+
+def all_specs() -> list[Spec]:
+    from . import _load_all  # noqa: F401
+
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]

@@ -1,0 +1,62 @@
+"""Target records: one implementation of a spec (a built-in torch form, a Triton kernel, or a third party's function).
+
+Like an OpInfo entry, a target declares what it supports (initial/final state, varlen, gradients, dtypes), how it
+evaluates (error-model :class:`~rnnconf.spec.errors.Traits`), where its domain is narrower than the spec's, and which
+(property, dtype) pairs are skipped and why.  Properties read these declarations; nothing is silently assumed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+
+from .domains import Domain
+from .errors import ANY_TRAITS, Traits
+
+FEATURES = ("initial_state", "final_state", "varlen", "grad")
+FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class Skip:
+    prop: str  # property name or "*"
+    reason: str
+    dtype: torch.dtype | None = None  # None: every dtype
+
+
+@dataclass(frozen=True)
+class Target:
+    spec_id: str
+    name: str
+    fn: Callable
+    kind: str = "torch"  # "torch" | "triton" | "external"
+    traits: Traits = ANY_TRAITS
+    dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES
+    supports: frozenset[str] = frozenset(FEATURES)
+    deterministic: bool = True
+    domain_overrides: Mapping[str, Domain] = field(default_factory=dict)
+    skips: tuple[Skip, ...] = ()
+    combine: Callable | None = None
+    device: str = "cpu"
+    doc: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.spec_id}/{self.name}"
+
+    def skip_reason(self, prop: str, dtype: torch.dtype | None = None) -> str | None:
+        for s in self.skips:
+            if s.prop in (prop, "*") and (s.dtype is None or dtype is None or s.dtype == dtype):
+                return s.reason
+        return None
+
+
+_FORMS: dict[str, Target] = {}
+
+
+def register_form(target: Target) -> Target:
+    if target.id in _FORMS:
+        raise ValueError(f"form {target.id!r} registered twice")
+    _FORMS[target.id] = target
+    return target
