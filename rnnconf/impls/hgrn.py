@@ -63,7 +63,9 @@ def _chunk(chunk_size):
             diff = G[:, :, None, :] - G[:, None, :, :]  # [B, i, j, D]
             mask = torch.ones(C, C, dtype=torch.bool).tril()[None, :, :, None]
             L = torch.exp(torch.where(mask, diff, torch.full_like(diff, -math.inf)))
-            o = torch.einsum("bijd,bjd->bid", L, xs) + torch.exp(G) * h[:, None]
+            # select, don't multiply by a zero mask: 0 · NaN from a later x_j must not reach h_i (causality)
+            contrib = torch.where(mask, L * xs[:, None], torch.zeros((), dtype=xs.dtype))
+            o = contrib.sum(2) + torch.exp(G) * h[:, None]
             outs.append(o)
             h = o[:, -1]
         o = torch.cat(outs, 1) if outs else xc[:, :0]

@@ -44,9 +44,14 @@ class Arg:
 
 @dataclass(frozen=True)
 class Output:
+    """``dtype``: ``"input"`` (same as the float inputs) or ``"complex"`` (complex64 for inputs up to float32,
+    complex128 for float64).  ``state``: the final state, present only when ``output_final_state``."""
+
     name: str
     shape: tuple[str, ...]
     doc: str = ""
+    dtype: str = "input"
+    state: bool = False
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,13 @@ def shadows(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, log_a: to
 
 
 def grad_magnitudes(coeffs: Callable, inputs: dict[str, torch.Tensor], h0: torch.Tensor | None,
-                    do: torch.Tensor, dht: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """Magnitudes bounding every summand of each input's gradient (float64), keys = input names + 'initial_state'."""
+                    do: torch.Tensor, dht: torch.Tensor | None, log_a: Callable | None = None,
+                    cumsum: bool = False) -> dict[str, torch.Tensor]:
+    """Magnitudes bounding every summand of each input's gradient (float64), keys = input names + 'initial_state'.
+
+    ``cumsum``: the form differentiates through cumulative log-gate sums (chunkwise / log-space forms).  Those
+    compute  ∂L/∂log a_t = Σ_{k≥t} (do_k h_k − b_k Λ_k)  — a difference of two sums that cancel when decay is strong
+    — so the summands' magnitude  Σ_{k≥t} (|do_k| m_k + |b_k| Λ_k)  enters, times |∂ log a/∂θ|, for each θ."""
     leaf = {k: v.detach().double().clone().requires_grad_(True) for k, v in inputs.items()}
     a, b = coeffs(**leaf)
     B, T, D = a.shape
@@ -57,10 +62,20 @@ def grad_magnitudes(coeffs: Callable, inputs: dict[str, torch.Tensor], h0: torch
         lams[t] = lam
         lam = a[:, t].abs() * lam
     Lam = torch.stack(lams, 1) if T else a.new_zeros(B, 0, D)
+    dla = [None] * len(leaf)
+    if cumsum and log_a is not None and T:
+        leaf2 = {k: v.detach().clone().requires_grad_(True) for k, v in leaf.items()}
+        dla = torch.autograd.grad(log_a(**leaf2).sum(), list(leaf2.values()), allow_unused=True)
+        per_k = do.double().abs() * mag + b.abs() * Lam
+        if dht is not None:
+            per_k[:, -1] += dht.double().abs() * mag[:, -1]
+        rev = torch.flip(torch.cumsum(torch.flip(per_k, [1]), 1), [1])  # Σ_{k ≥ t}
     out = {}
-    for (name, _), pa, pb in zip(leaf.items(), da, db):
+    for (name, _), pa, pb, pl in zip(leaf.items(), da, db, dla):
         pa = torch.zeros_like(a) if pa is None else pa.abs()
         pb = torch.zeros_like(a) if pb is None else pb.abs()
         out[name] = Lam * (pa * m_prev + pb)
+        if pl is not None:
+            out[name] = out[name] + pl.abs() * rev
     out["initial_state"] = lam  # a_1 · Λ_1 (or dht when T = 0)
     return out

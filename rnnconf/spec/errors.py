@@ -111,5 +111,6 @@ class ErrorModel:
         coef = self.c_step * steps
         if logmass is not None and self.c_log:
             coef = coef + self.c_log * self.depth(steps, traits) * logmass
-        b = u_acc * coef * mag + u_out * self.c_out * mag
+        # (1 + u_out): the final rounding to the output dtype also scales the accumulated error
+        b = u_acc * coef * mag * (1 + u_out) + u_out * self.c_out * mag
         return b + steps * self.c_step * tiny(dtype)

@@ -51,7 +51,7 @@ SPEC = register(Spec(
     ),
     outputs=(
         Output("o", ("B", "T", "D"), "o_t = h_t"),
-        Output("final_state", ("B", "D"), "h_T (when output_final_state)"),
+        Output("final_state", ("B", "D"), "h_T (when output_final_state)", state=True),
     ),
     forms=("sequential", "scan", "chunk", "triton-fused", "triton-scan"),
     invariants=(

@@ -1,0 +1,434 @@
+"""Generic properties: each applies to any target implementing a spec (a built-in form or a third party's kernel).
+
+A :class:`Property` has two halves so that a failing example can be saved and replayed on its own:
+``draw(ctx) -> example`` (labelled Hypothesis draws, realised into float64 tensors) and
+``check(ctx, example) -> worst error/bound ratio`` (raises :class:`PropertyFailure` on a violation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from hypothesis import strategies as st
+
+from ..spec import diagonal
+from ..spec.errors import unit_roundoff
+from . import strategies as S
+from .calling import PropertyFailure, call_target
+from .context import Ctx
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str
+    doc: str
+    draw: Callable
+    check: Callable
+    requires: frozenset = frozenset()  # target features needed
+    all_dtypes: bool = False  # judged per dtype; otherwise once, in the target's primary dtype
+    applies: Callable | None = None  # (spec, target) -> reason it does not apply, or None
+    required: bool = True
+    tags: tuple = field(default_factory=tuple)
+
+    def not_applicable(self, spec, target) -> str | None:
+        missing = [f for f in self.requires if f not in target.supports]
+        if missing:
+            return f"target does not support {', '.join(sorted(missing))}"
+        if self.applies is not None:
+            return self.applies(spec, target)
+        return None
+
+
+PROPERTIES: dict[str, Property] = {}
+
+
+def prop(name, doc, **kw):
+    def deco(fn_pair):
+        draw, check = fn_pair()
+        PROPERTIES[name] = Property(name, doc, draw, check, **kw)
+        return fn_pair
+
+    return deco
+
+
+def _t_axis(spec, out="o"):
+    for o in spec.outputs:
+        if o.name == out:
+            return o.shape.index("T")
+    raise KeyError(out)
+
+
+def _state_outputs(spec):
+    return [o.name for o in spec.outputs if o.state]
+
+
+def _seq_outputs(spec):
+    return [o.name for o in spec.outputs if not o.state]
+
+
+def _judge_all(ctx: Ctx, call, res, label="", extra_steps=0.0) -> float:
+    worst = 0.0
+    for name, obs in call.outputs.items():
+        worst = max(worst, ctx.expect_close(f"{label}{name}", obs, res.values[name],
+                                            ctx.bound(res, name, extra_steps), call.desc))
+    return worst
+
+
+def _slice_time(spec, inputs: dict, lo, hi) -> dict:
+    out = {}
+    for a in spec.inputs:
+        if a.name in inputs:
+            v = inputs[a.name]
+            out[a.name] = v.narrow(a.shape.index("T"), lo, hi - lo) if "T" in a.shape else v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+@prop("oracle", "agrees with the mpmath oracle within the derived bound (outputs and final state)", all_dtypes=True)
+def _oracle():
+    def draw(ctx: Ctx):
+        return ctx.draw_inputs(ctx.draw_dims())
+
+    def check(ctx: Ctx, ex):
+        call = ctx.call(ex["inputs"], ex["initial_state"])
+        return _judge_all(ctx, call, ctx.oracle(ex["inputs"], ex["initial_state"]))
+
+    return draw, check
+
+
+@prop("poisoned-allocations", "with every torch.empty* allocation NaN-filled, no NaN reaches an output the oracle "
+      "says is finite (unwritten outputs show)")
+def _poison():
+    def draw(ctx: Ctx):
+        return ctx.draw_inputs(ctx.draw_dims())
+
+    def check(ctx: Ctx, ex):
+        call = ctx.call(ex["inputs"], ex["initial_state"], poison=True)
+        return _judge_all(ctx, call, ctx.oracle(ex["inputs"], ex["initial_state"]), label="(poisoned) ")
+
+    return draw, check
+
+
+def _perturbed(ctx: Ctx, inputs: dict, seed: int, where: Callable, fill: float | None = None) -> dict:
+    """Copy of ``inputs`` with elements selected by ``where(arg, tensor) -> bool mask`` replaced by fresh in-domain
+    values (or by ``fill``: NaN/Inf poison)."""
+    out = {}
+    for i, a in enumerate(ctx.spec.inputs):
+        if a.name not in inputs:
+            continue
+        v = inputs[a.name]
+        mask = where(a, v)
+        if mask is None:
+            out[a.name] = v
+            continue
+        if fill is None:
+            d = ctx.domain(a.name)
+            new = S.round_to(S.realize(d, v.shape, seed + i, 1.0, 0.3, S.domain_edges(d)), ctx.dtype, d)
+        else:
+            new = torch.full_like(v, fill)
+        out[a.name] = torch.where(mask, new, v)
+    return out
+
+
+def _time_mask(t0):
+    def where(a, v):
+        if "T" not in a.shape:
+            return None
+        ax = a.shape.index("T")
+        idx = torch.arange(v.shape[ax]) > t0
+        shape = [1] * v.dim()
+        shape[ax] = -1
+        return idx.view(shape).expand_as(v)
+
+    return where
+
+
+@prop("causality-perturb", "perturbing inputs after t leaves outputs up to t bitwise unchanged")
+def _causal_perturb():
+    def draw(ctx: Ctx):
+        ex = ctx.draw_inputs(ctx.draw_dims(bounds={"T": (2, None)}))
+        T = ex["dims"]["T"]
+        ex["t0"] = ctx.draw(st.integers(0, T - 2), "t0")
+        ex["seed"] = ctx.draw(st.integers(0, 2**31 - 1), "perturbation.seed")
+        return ex
+
+    def check(ctx: Ctx, ex):
+        base = ctx.call(ex["inputs"], ex["initial_state"])
+        pert = _perturbed(ctx, ex["inputs"], ex["seed"], _time_mask(ex["t0"]))
+        other = ctx.call(pert, ex["initial_state"])
+        ax = _t_axis(ctx.spec)
+        for name in _seq_outputs(ctx.spec):
+            n = ex["t0"] + 1
+            ctx.expect_equal(f"{name}[..:{n}] after perturbing inputs at t > {ex['t0']}",
+                             other.outputs[name].narrow(ax, 0, n), base.outputs[name].narrow(ax, 0, n), other.desc)
+        return 0.0
+
+    return draw, check
+
+
+@prop("causality-nan", "NaN/Inf placed in inputs after t never reaches outputs up to t")
+def _causal_nan():
+    def draw(ctx: Ctx):
+        ex = ctx.draw_inputs(ctx.draw_dims(bounds={"T": (2, None)}))
+        ex["t0"] = ctx.draw(st.integers(0, ex["dims"]["T"] - 2), "t0")
+        ex["poison"] = ctx.draw(st.sampled_from([float("nan"), float("inf"), float("-inf")]), "poison")
+        return ex
+
+    def check(ctx: Ctx, ex):
+        base = ctx.call(ex["inputs"], ex["initial_state"])
+        pois = _perturbed(ctx, ex["inputs"], 0, _time_mask(ex["t0"]), fill=ex["poison"])
+        other = ctx.call(pois, ex["initial_state"])
+        ax = _t_axis(ctx.spec)
+        n = ex["t0"] + 1
+        for name in _seq_outputs(ctx.spec):
+            ctx.expect_equal(f"{name}[..:{n}] with {ex['poison']} in inputs at t > {ex['t0']}",
+                             other.outputs[name].narrow(ax, 0, n), base.outputs[name].narrow(ax, 0, n), other.desc)
+        return 0.0
+
+    return draw, check
+
+
+@prop("state-carry", "run(x[:τ]) then run(x[τ:], its final state) equals the oracle's run(x), for every τ",
+      requires=frozenset({"initial_state", "final_state"}), applies=lambda s, t: None if s.has_state else "stateless")
+def _carry():
+    def draw(ctx: Ctx):
+        return ctx.draw_inputs(ctx.draw_dims(bounds={"T": (2, 16)}), with_state=True)
+
+    def check(ctx: Ctx, ex):
+        T = ex["dims"]["T"]
+        res = ctx.oracle(ex["inputs"], ex["initial_state"])
+        ax = _t_axis(ctx.spec)
+        worst = 0.0
+        for tau in range(1, T):
+            first = ctx.call(_slice_time(ctx.spec, ex["inputs"], 0, tau), ex["initial_state"])
+            h_tau = first.outputs["final_state"]
+            second = ctx.call(_slice_time(ctx.spec, ex["inputs"], tau, T), h_tau)
+            o = torch.cat([first.outputs["o"], second.outputs["o"]], ax)
+            # one extra rounding: the carried state is stored in the dtype between the two calls
+            desc = f"{first.desc} then {second.desc} (τ={tau})"
+            worst = max(worst, ctx.expect_close(f"o (split at τ={tau})", o, res.values["o"],
+                                                ctx.bound(res, "o", extra_steps=1.0), desc))
+            worst = max(worst, ctx.expect_close(f"final_state (split at τ={tau})", second.outputs["final_state"],
+                                                res.values["final_state"], ctx.bound(res, "final_state", 1.0), desc))
+        return worst
+
+    return draw, check
+
+
+def _independence(axis: str):
+    def draw(ctx: Ctx):
+        ex = ctx.draw_inputs(ctx.draw_dims(bounds={axis: (2, None)}))
+        ex["keep"] = ctx.draw(st.integers(0, ex["dims"][axis] - 1), f"kept {axis} index")
+        ex["seed"] = ctx.draw(st.integers(0, 2**31 - 1), "perturbation.seed")
+        return ex
+
+    def check(ctx: Ctx, ex):
+        k = ex["keep"]
+
+        def where(a, v):
+            if axis not in a.shape:
+                return None
+            ax = a.shape.index(axis)
+            idx = torch.arange(v.shape[ax]) != k
+            shape = [1] * v.dim()
+            shape[ax] = -1
+            return idx.view(shape).expand_as(v)
+
+        base = ctx.call(ex["inputs"], ex["initial_state"])
+        other = ctx.call(_perturbed(ctx, ex["inputs"], ex["seed"], where), ex["initial_state"])
+        for o in ctx.spec.outputs:
+            if o.name in base.outputs and axis in o.shape:
+                ax = o.shape.index(axis)
+                ctx.expect_equal(f"{o.name}[{axis}={k}] after perturbing every other {axis}",
+                                 other.outputs[o.name].select(ax, k), base.outputs[o.name].select(ax, k), other.desc)
+        return 0.0
+
+    return draw, check
+
+
+for _axis, _what in (("B", "batch"), ("D", "channel"), ("H", "head")):
+    PROPERTIES[f"{_what}-independence"] = Property(
+        f"{_what}-independence", f"perturbing every other {_what} ({_axis}) leaves this one's outputs bitwise "
+        f"unchanged", *_independence(_axis),
+        applies=(lambda a: lambda s, t: None if a in s.extra.get("independent_axes", ("B",))
+                 else f"spec has no independent {a} axis")(_axis))
+
+
+@prop("varlen", "packed sequences (cu_seqlens, lengths including 0 and 1) agree with the oracle run per sequence; "
+      "cu_seqlens is not modified", requires=frozenset({"varlen"}))
+def _varlen():
+    def draw(ctx: Ctx):
+        lengths = S.draw_lengths(ctx.data, ctx.profile, ctx.profile.cap("T", 40))
+        dims = ctx.draw_dims(fixed={"B": 1, "T": sum(lengths)})
+        N = len(lengths)
+        ex = ctx.draw_inputs(dims, with_state=False)
+        ex["lengths"] = lengths
+        if "initial_state" in ctx.target.supports and ctx.draw(st.booleans(), "initial_state"):
+            ex["initial_state"] = ctx.draw_state(ctx.spec.state_arg, {**dims, "B": N})
+        return ex
+
+    def check(ctx: Ctx, ex):
+        lengths = ex["lengths"]
+        cu = [0]
+        for n in lengths:
+            cu.append(cu[-1] + n)
+        call = ctx.call(ex["inputs"], ex["initial_state"], cu_seqlens=cu)
+        ax = _t_axis(ctx.spec)
+        worst = 0.0
+        for n, (lo, hi) in enumerate(zip(cu[:-1], cu[1:])):
+            h0 = ex["initial_state"][n:n + 1] if ex["initial_state"] is not None else None
+            res = ctx.oracle(_slice_time(ctx.spec, ex["inputs"], lo, hi), h0)
+            desc = f"{call.desc} sequence {n} (t ∈ [{lo}, {hi}))"
+            worst = max(worst, ctx.expect_close(f"o[seq {n}]", call.outputs["o"].narrow(ax, lo, hi - lo),
+                                                res.values["o"], ctx.bound(res, "o"), desc))
+            if "final_state" in call.outputs:
+                worst = max(worst, ctx.expect_close(f"final_state[seq {n}]", call.outputs["final_state"][n:n + 1],
+                                                    res.values["final_state"], ctx.bound(res, "final_state"), desc))
+        return worst
+
+    return draw, check
+
+
+@prop("determinism", "two identical calls give bitwise identical outputs",
+      applies=lambda s, t: None if t.deterministic else "target declares itself nondeterministic")
+def _determinism():
+    def draw(ctx: Ctx):
+        return ctx.draw_inputs(ctx.draw_dims())
+
+    def check(ctx: Ctx, ex):
+        a = ctx.call(ex["inputs"], ex["initial_state"])
+        b = ctx.call(ex["inputs"], ex["initial_state"])
+        for name in a.outputs:
+            ctx.expect_equal(f"{name} on repeat", b.outputs[name], a.outputs[name], b.desc)
+        return 0.0
+
+    return draw, check
+
+
+# ---- gradients ------------------------------------------------------------------------------------------------
+def _grad_magnitudes(spec, target, inputs, h0, do, dht):
+    cumsum = target.traits.cumsum != "none"
+    if spec.extra.get("family") == "diagonal":
+        return diagonal.grad_magnitudes(spec.extra["coeffs"], inputs, h0, do, dht, spec.extra.get("log_a"), cumsum)
+    fn = spec.extra.get("grad_magnitudes")
+    return fn(inputs, h0, do, dht, cumsum=cumsum) if fn else None
+
+
+def _grads_applicable(spec, target):
+    if spec.extra.get("family") != "diagonal" and "grad_magnitudes" not in spec.extra:
+        return "spec states no gradient error model"
+    if "reference_form" not in spec.extra:
+        return "spec names no reference form"
+    return None
+
+
+@prop("gradients", "gradients of every differentiable input and the initial state agree with float64 autograd of "
+      "the spec's reference form (itself gradchecked) within the derived bound", all_dtypes=True,
+      requires=frozenset({"grad"}), applies=_grads_applicable)
+def _gradients():
+    def draw(ctx: Ctx):
+        ex = ctx.draw_inputs(ctx.draw_dims(bounds={"T": (1, 40)}))
+        dims = ex["dims"]
+        o_shape = S.shape_of(ctx.spec.outputs[0].shape, dims)
+        ex["do"] = S.round_to(S.realize(S.Domain("do"), o_shape, ctx.draw(st.integers(0, 2**31 - 1), "do.seed"),
+                                        1.0, 0.0, ()), ctx.dtype)
+        ex["dht"] = None
+        if ctx.final_state and ctx.draw(st.booleans(), "final-state gradient"):
+            st_shape = S.shape_of(ctx.spec.state_arg.shape, dims)
+            ex["dht"] = S.round_to(S.realize(S.Domain("dht"), st_shape, ctx.draw(st.integers(0, 2**31 - 1),
+                                                                                 "dht.seed"), 1.0, 0.0, ()), ctx.dtype)
+        return ex
+
+    def check(ctx: Ctx, ex):
+        from ..registry import get_form
+
+        spec = ctx.spec
+        ref_target = get_form(f"{spec.id}/{spec.extra['reference_form']}")
+        names = [a.name for a in spec.inputs if a.differentiable]
+
+        # target, in the dtype under test
+        tcall = call_target(spec, ctx.target, ex["inputs"], ctx.dtype, ctx.profile.device,
+                            initial_state=ex["initial_state"], output_final_state=ex["dht"] is not None,
+                            requires_grad=True)
+        rcall = call_target(spec, ref_target, ex["inputs"], torch.float64, "cpu",
+                            initial_state=ex["initial_state"], output_final_state=ex["dht"] is not None,
+                            requires_grad=True)
+        tg = _backward(tcall, ex, names, ctx.dtype, ctx.profile.device)
+        rg = _backward(rcall, ex, names, torch.float64, "cpu")
+        mags = _grad_magnitudes(spec, ctx.target, ex["inputs"], ex["initial_state"], ex["do"], ex["dht"])
+        T = ex["dims"]["T"]
+        steps = torch.tensor(float(T + 1), dtype=torch.float64)
+        G = spec.extra["log_a"](**ex["inputs"]).abs().sum(1, keepdim=True) if "log_a" in spec.extra else None
+        worst = 0.0
+        for name, g_obs in tg.items():
+            g_ref = rg[name]
+            if g_obs is None or g_ref is None:
+                if (g_obs is None) != (g_ref is None) and not (g_ref is not None and g_ref.abs().max() == 0):
+                    raise PropertyFailure(f"d{name}: target returned {'no' if g_obs is None else 'a'} gradient, "
+                                          f"reference {'none' if g_ref is None else 'one'} [{tcall.desc}]")
+                continue
+            mag = mags[name]
+            lm = G if (G is not None and G.dim() == mag.dim()) else (G.squeeze(1) if G is not None else None)
+            b = spec.error_model.bound(steps, mag, lm, ctx.dtype, ctx.target.traits)
+            b = b + spec.error_model.bound(steps, mag, lm, torch.float64, ref_target.traits)  # the reference's own
+            worst = max(worst, ctx.expect_close(f"d{name}", g_obs, g_ref, b, f"backward of {tcall.desc}"))
+        return worst
+
+    return draw, check
+
+
+def _backward(call, ex, names, dtype, device):
+    raw = call.raw
+    loss = (raw["o"] * ex["do"].to(device=device, dtype=dtype)).sum()
+    if ex["dht"] is not None:
+        loss = loss + (raw["final_state"] * ex["dht"].to(device=device, dtype=dtype)).sum()
+    leaves = dict(call.leaves)
+    try:
+        grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+    except Exception as e:
+        from .calling import TargetRaised
+        raise TargetRaised(f"backward of {call.desc}", e) from e
+    return {n: (g.detach().cpu().double() if g is not None else None) for n, g in zip(leaves, grads)}
+
+
+# ---- combine operator -----------------------------------------------------------------------------------------
+@prop("combine-associative", "the scan's combine operator is associative: (p∘q)∘r = p∘(q∘r) within the bound",
+      applies=lambda s, t: None if t.combine is not None else "target exposes no combine operator")
+def _assoc():
+    def draw(ctx: Ctx):
+        shape = (ctx.draw(st.integers(1, 64), "n"),)
+        d = ctx.spec.extra.get("combine_domain") or {}
+        pairs = []
+        for k in range(3):
+            g = S.draw_tensor(ctx.data, f"p{k}.log_a", S.Domain("log_a", lo=-1e4, hi=0.0, law="loguniform",
+                                                                edges=(0.0, -1e4)), shape, ctx.dtype)
+            b = S.draw_tensor(ctx.data, f"p{k}.b", S.Domain("b", edges=(0.0,)), shape, ctx.dtype)
+            pairs.append((g, b))
+        return {"pairs": pairs, "complex": ctx.spec.extra.get("state_dtype") == "complex", "dims": {}, **d}
+
+    def check(ctx: Ctx, ex):
+        comb = ctx.target.combine
+        ps = [(S.round_to(torch.exp(g), ctx.dtype).to(ctx.dtype), b.to(ctx.dtype)) for g, b in ex["pairs"]]
+        left = comb(comb(ps[0], ps[1]), ps[2])
+        right = comb(ps[0], comb(ps[1], ps[2]))
+        (a1, b1), (a2, b2), (a3, b3) = [(a.double().abs(), b.double().abs()) for a, b in ps]
+        mag_a = a1 * a2 * a3
+        mag_b = a3 * (a2 * b1 + b2) + b3
+        em = ctx.spec.error_model
+        steps = torch.tensor(3.0, dtype=torch.float64)
+        worst = 0.0
+        for what, l, r, m in (("a", left[0], right[0], mag_a), ("b", left[1], right[1], mag_b)):
+            bnd = 2 * em.bound(steps, m, None, ctx.dtype, ctx.target.traits)
+            worst = max(worst, ctx.expect_close(f"(p∘q)∘r vs p∘(q∘r), {what}", l.double(), r.double(), bnd,
+                                                f"{ctx.target.id}.combine"))
+        return worst
+
+    return draw, check
+
+
+def properties_for(spec, target) -> list[Property]:
+    """Every property; callers ask each one whether it applies."""
+    from . import invariants  # noqa: F401  (registers the spec-specific invariant properties)
+
+    return list(PROPERTIES.values())

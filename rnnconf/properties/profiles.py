@@ -1,0 +1,63 @@
+"""Hypothesis profiles: how many examples, how large, derandomized or not, on which device.
+
+Selected by ``RNNCONF_PROFILE`` (or pytest's ``--rnnconf-profile``); ``RNNCONF_EXAMPLES`` overrides the count.
+
+* ``ci``   — derandomized (same examples every run), bounded sizes and counts: the CPU tier of CI.
+* ``dev``  — random, a few more examples, the local example database.
+* ``gpu``  — CUDA, more examples and longer sequences (``tox -e gpu``).
+* ``fuzz`` — long random search with larger shapes (``tox -e fuzz``, ``rnnconf fuzz``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from hypothesis import HealthCheck, settings
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    max_examples: int
+    derandomize: bool
+    size_caps: dict  # Dim name -> max value drawn
+    device: str = "cpu"
+    database: bool = False
+
+    def settings(self, max_examples: int | None = None, **kw) -> settings:
+        from hypothesis.database import DirectoryBasedExampleDatabase
+
+        db = DirectoryBasedExampleDatabase(os.path.join(".rnnconf", "examples")) if self.database else None
+        return settings(
+            max_examples=max_examples or self.max_examples,
+            derandomize=self.derandomize,
+            deadline=None,
+            database=db,
+            print_blob=False,
+            report_multiple_bugs=False,
+            suppress_health_check=list(HealthCheck),
+            **kw,
+        )
+
+    def cap(self, dim: str, hi: int) -> int:
+        return min(hi, self.size_caps.get(dim, hi))
+
+
+PROFILES = {
+    "ci": Profile("ci", 10, True, {"T": 70, "D": 40, "B": 3}),
+    "dev": Profile("dev", 30, False, {"T": 130, "D": 64, "B": 4}, database=True),
+    "gpu": Profile("gpu", 60, False, {"T": 520, "D": 96, "B": 4}, device="cuda", database=True),
+    "fuzz": Profile("fuzz", 100_000, False, {"T": 1100, "D": 130, "B": 5}, database=True),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    name = name or os.environ.get("RNNCONF_PROFILE", "ci")
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    p = PROFILES[name]
+    if os.environ.get("RNNCONF_EXAMPLES"):
+        p = replace(p, max_examples=int(os.environ["RNNCONF_EXAMPLES"]))
+    if os.environ.get("RNNCONF_DEVICE"):
+        p = replace(p, device=os.environ["RNNCONF_DEVICE"])
+    return p
