@@ -1,0 +1,39 @@
+"""Every applicable property over every built-in form and kernel, per dtype — the OpInfo-style instantiation.
+
+Items are generated from the registry: (target × property × dtype).  A property that does not concern a target is
+not generated; one that cannot be judged here (e.g. bfloat16 under the Triton interpreter) is *skipped with its
+reason*, never passed.
+"""
+import pytest
+import torch
+
+from rnnconf.properties import get_profile, properties_for, run_property
+from rnnconf.registry import builtin_forms, get_spec
+
+
+def _items():
+    for target in builtin_forms():
+        spec = get_spec(target.spec_id)
+        for prop in properties_for(spec, target):
+            if prop.not_applicable(spec, target):
+                continue
+            dtypes = target.dtypes if prop.all_dtypes else (torch.float32 if torch.float32 in target.dtypes
+                                                             else target.dtypes[0],)
+            for dt in dtypes:
+                marks = [pytest.mark.kernel] if target.kind == "triton" else []
+                yield pytest.param(target.id, prop.name, dt, marks=marks,
+                                   id=f"{target.id}-{prop.name}-{str(dt).replace('torch.', '')}")
+
+
+@pytest.mark.parametrize("target_id,prop_name,dtype", list(_items()))
+def test_property(target_id, prop_name, dtype):
+    from rnnconf.properties import PROPERTIES
+    from rnnconf.registry import get_form
+
+    target = get_form(target_id)
+    spec = get_spec(target.spec_id)
+    v = run_property(PROPERTIES[prop_name], spec, target, dtype, get_profile())
+    if v.status == "skipped":
+        pytest.skip(v.reason)
+    assert v.status == "passed", f"{v.status}: {v.reason}\ncounterexample: {v.counterexample}"
+    assert v.examples > 0, "property ran no example"
