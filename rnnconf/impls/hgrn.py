@@ -61,7 +61,7 @@ def _chunk(chunk_size):
             C = xs.shape[1]
             G = torch.cumsum(gs, 1)  # [B, C, D]
             diff = G[:, :, None, :] - G[:, None, :, :]  # [B, i, j, D]
-            mask = torch.ones(C, C, dtype=torch.bool).tril()[None, :, :, None]
+            mask = torch.ones(C, C, dtype=torch.bool, device=x.device).tril()[None, :, :, None]
             L = torch.exp(torch.where(mask, diff, torch.full_like(diff, -math.inf)))
             # select, don't multiply by a zero mask: 0 · NaN from a later x_j must not reach h_i (causality)
             contrib = torch.where(mask, L * xs[:, None], torch.zeros((), dtype=xs.dtype))

@@ -1,0 +1,40 @@
+"""The reference forms that gradients are judged against are themselves gradchecked (finite differences, float64)."""
+import pytest
+import torch
+
+from rnnconf.registry import all_specs, get_form
+
+
+def _specs_with_reference():
+    return [s for s in all_specs() if "reference_form" in s.extra]
+
+
+@pytest.mark.parametrize("spec", _specs_with_reference(), ids=lambda s: s.id)
+@pytest.mark.parametrize("T", [1, 5])
+def test_reference_form_gradcheck(spec, T):
+    target = get_form(f"{spec.id}/{spec.extra['reference_form']}")
+    gen = torch.Generator().manual_seed(T)
+    dims = {"B": 2, "T": T, "D": 3, "L": 3}
+    inputs = {}
+    for a in spec.inputs:
+        shape = tuple(dims.get(s, 3) for s in a.shape)
+        v = torch.randn(shape, generator=gen, dtype=torch.float64)
+        if a.domain.hi <= 0:
+            v = -v.abs() - 0.1
+        elif a.domain.lo >= 0:
+            v = v.abs().clamp(max=0.9) if a.domain.hi <= 1 else v.abs() + 0.1
+        inputs[a.name] = v
+    state = spec.state_arg
+    h0 = torch.randn(tuple(dims[s] for s in state.shape), generator=gen, dtype=torch.float64)
+    if spec.extra.get("state_dtype") == "complex":
+        h0 = torch.complex(h0, torch.randn_like(h0))
+    names = [a.name for a in spec.inputs if a.differentiable]
+
+    def f(*vals):
+        kw = dict(inputs)
+        kw.update(zip(names, vals[:-1]))
+        o, hT = target.fn(*[kw[a.name] for a in spec.inputs], initial_state=vals[-1], output_final_state=True)
+        return o, hT
+
+    leaves = [inputs[n].clone().requires_grad_(True) for n in names] + [h0.clone().requires_grad_(True)]
+    assert torch.autograd.gradcheck(f, leaves)
