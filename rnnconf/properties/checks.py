@@ -28,6 +28,7 @@ class Property:
     requires: frozenset = frozenset()  # target features needed
     all_dtypes: bool = False  # judged per dtype; otherwise once, in the target's primary dtype
     applies: Callable | None = None  # (spec, target) -> reason it does not apply, or None
+    unjudgeable: Callable | None = None  # (spec, target) -> reason it applies but cannot be judged (a skip)
     required: bool = True
     tags: tuple = field(default_factory=tuple)
 
@@ -325,7 +326,7 @@ def _grads_applicable(spec, target):
 
 @prop("gradients", "gradients of every differentiable input and the initial state agree with float64 autograd of "
       "the spec's reference form (itself gradchecked) within the derived bound", all_dtypes=True,
-      requires=frozenset({"grad"}), applies=_grads_applicable)
+      requires=frozenset({"grad"}), unjudgeable=_grads_applicable)
 def _gradients():
     def draw(ctx: Ctx):
         ex = ctx.draw_inputs(ctx.draw_dims(bounds={"T": (1, 40)}))

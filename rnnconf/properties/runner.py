@@ -103,7 +103,8 @@ def run_property(prop: Property, spec: Spec, target: Target, dtype: torch.dtype,
     if dtype not in target.dtypes:
         v.status, v.reason = "not-applicable", f"target does not accept {dtype_name(dtype)}"
         return v
-    why = target.skip_reason(prop.name, dtype) or dtype_unrunnable(target, dtype, profile.device)
+    why = (prop.unjudgeable and prop.unjudgeable(spec, target)) or target.skip_reason(prop.name, dtype) \
+        or dtype_unrunnable(target, dtype, profile.device)
     if why:
         v.status, v.reason = "skipped", why
         return v
