@@ -1,0 +1,181 @@
+"""Where the Triton kernels run, which dtypes the backend gets right, and pinning autotuned kernels to one config.
+
+* :func:`interpreter_active` / :func:`kernel_device`: Triton runs natively on CUDA, or under ``TRITON_INTERPRET=1``
+  on the CPU (the interpreter executes kernels with numpy; tensors then live on the CPU).  Note that ``triton.jit``
+  decides between the two when a kernel is *decorated*, so the variable must be set before kernel modules import.
+* :func:`dtype_runnable`: a tiny cached self-test of the backend for one dtype (an elementwise kernel and a 16×16
+  ``tl.dot``).  A dtype the backend computes wrongly is reported with the measured errors, so properties skip it
+  with a reason instead of blaming the kernel under test (the interpreter mishandles bfloat16).
+* :func:`pin_autotune` / :func:`autotune_configs`: the interpreter cannot benchmark (the autotuner raises "0 active
+  drivers"), and checking each config separately needs one config at a time.  Only ``Autotuner.configs`` and the
+  ``.fn`` chain are relied on, which hold across Triton 3.x.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import types
+from typing import Iterator
+
+import torch
+
+_TRUTHY = ("1", "true", "on", "yes", "y")
+
+
+def interpreter_active() -> bool:
+    """Whether Triton kernels run under the interpreter (``TRITON_INTERPRET`` set to a truthy value)."""
+    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in _TRUTHY
+
+
+def kernel_device() -> str:
+    """The torch device kernels take their tensors on: ``"cuda"`` natively, ``"cpu"`` under the interpreter."""
+    return "cuda" if torch.cuda.is_available() and not interpreter_active() else "cpu"
+
+
+def backend_name() -> str:
+    return "interpreter" if interpreter_active() else ("cuda" if torch.cuda.is_available() else "none")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# dtype self-test
+# --------------------------------------------------------------------------------------------------------------------
+
+_SELFTEST_KERNELS = None
+
+
+def _selftest_kernels():
+    """Defined lazily: importing triton (and decorating) only when a self-test is asked for."""
+    global _SELFTEST_KERNELS
+    if _SELFTEST_KERNELS is None:
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def _times_two(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+            offs = tl.arange(0, BLOCK)
+            m = offs < n
+            x = tl.load(x_ptr + offs, mask=m, other=0.0)
+            tl.store(y_ptr + offs, x * 2, mask=m)
+
+        @triton.jit
+        def _dot16(a_ptr, b_ptr, c_ptr, N: tl.constexpr):
+            i = tl.arange(0, N)
+            a = tl.load(a_ptr + i[:, None] * N + i[None, :])
+            b = tl.load(b_ptr + i[:, None] * N + i[None, :])
+            c = tl.dot(a, b, input_precision="ieee", out_dtype=tl.float32)
+            tl.store(c_ptr + i[:, None] * N + i[None, :], c)
+
+        _SELFTEST_KERNELS = (_times_two, _dot16)
+    return _SELFTEST_KERNELS
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+@functools.lru_cache(maxsize=None)
+def _dtype_runnable(dtype: torch.dtype, backend: str) -> tuple[bool, str | None]:
+    from ..spec.errors import unit_roundoff
+
+    name = _dtype_name(dtype)
+    try:
+        times_two, dot16 = _selftest_kernels()
+        dev = kernel_device()
+        gen = torch.Generator().manual_seed(0)
+        n = 37
+        # values exactly representable in every float dtype (small integers and halves): x*2 is exact
+        x = (torch.randint(-64, 64, (n,), generator=gen).double() / 2).to(dtype).to(dev)
+        y = torch.full_like(x, float("nan"))
+        times_two[(1,)](x, y, n, BLOCK=64)
+        elem_err = float((y.double() - 2 * x.double()).abs().max().nan_to_num(float("inf")).cpu())
+        dot_err, dot_tol = 0.0, 0.0
+        if dtype != torch.float64:
+            N = 16
+            a = (torch.randint(-8, 8, (N, N), generator=gen).double() / 4).to(dtype).to(dev)
+            b = (torch.randint(-8, 8, (N, N), generator=gen).double() / 4).to(dtype).to(dev)
+            c = torch.full((N, N), float("nan"), dtype=torch.float32, device=dev)
+            dot16[(1,)](a, b, c, N=N)
+            ref = a.double() @ b.double()
+            scale = float((a.double().abs() @ b.double().abs()).max().cpu())
+            dot_err = float((c.double() - ref).abs().max().nan_to_num(float("inf")).cpu())
+            # fp32 accumulation of N exact products: N·u₃₂ relative to Σ|a||b| (here every partial sum is exact)
+            dot_tol = N * unit_roundoff(torch.float32) * scale
+        if elem_err == 0.0 and dot_err <= dot_tol:
+            return True, None
+        return False, (f"{name} is broken on this Triton backend ({backend}): self-test elementwise err={elem_err:.3g}, "
+                       f"dot err={dot_err:.3g}")
+    except Exception as exc:  # noqa: BLE001 — reported, never raised
+        return False, f"{name} cannot run on this Triton backend ({backend}): {type(exc).__name__}: {exc}"
+
+
+def dtype_runnable(dtype: torch.dtype) -> tuple[bool, str | None]:
+    """``(True, None)`` if a tiny Triton self-test on ``dtype`` is exact, else ``(False, reason)``.  Never raises."""
+    try:
+        return _dtype_runnable(dtype, backend_name())
+    except Exception as exc:  # noqa: BLE001
+        return False, f"{dtype} self-test failed: {type(exc).__name__}: {exc}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# autotune pinning
+# --------------------------------------------------------------------------------------------------------------------
+
+def _autotuner_cls():
+    from triton.runtime.autotuner import Autotuner
+
+    return Autotuner
+
+
+def _chain(obj) -> Iterator[object]:
+    """obj, obj.fn, obj.fn.fn, … (Heuristics → Autotuner → JITFunction → python function)."""
+    seen = set()
+    while obj is not None and id(obj) not in seen:
+        seen.add(id(obj))
+        yield obj
+        obj = getattr(obj, "fn", None) if not isinstance(obj, types.FunctionType) else None
+
+
+def _find_autotuners(obj) -> list:
+    Autotuner = _autotuner_cls()
+    roots = list(vars(obj).values()) if isinstance(obj, types.ModuleType) else [obj]
+    found, ids = [], set()
+    for root in roots:
+        for o in _chain(root):
+            if isinstance(o, Autotuner) and id(o) not in ids:
+                ids.add(id(o))
+                found.append(o)
+    return found
+
+
+def _kernel_name(tuner) -> str:
+    last = None
+    for o in _chain(tuner):
+        last = o
+    return getattr(last, "__name__", repr(last))
+
+
+def autotune_configs(obj) -> list[tuple[str, int]]:
+    """``[(kernel_name, n_configs)]`` for every autotuner reachable from ``obj`` (a kernel object or a module)."""
+    return [(_kernel_name(t), len(t.configs)) for t in _find_autotuners(obj)]
+
+
+@contextlib.contextmanager
+def pin_autotune(obj, index: int = 0):
+    """Within the context every autotuner reachable from ``obj`` has only its ``index``-th config (restored after).
+
+    A single config is run without benchmarking, which is what the interpreter needs; an ``index`` beyond a tuner's
+    configs raises ``IndexError`` naming the kernel."""
+    tuners = _find_autotuners(obj)
+    saved = []
+    try:
+        for t in tuners:
+            cfgs = t.configs
+            if not -len(cfgs) <= index < len(cfgs):
+                raise IndexError(f"autotuned kernel {_kernel_name(t)} has {len(cfgs)} configs, no index {index}")
+            saved.append((t, cfgs))
+            t.configs = [cfgs[index]]
+        yield [(_kernel_name(t), t.configs[0]) for t in tuners]
+    finally:
+        for t, cfgs in saved:
+            t.configs = cfgs
