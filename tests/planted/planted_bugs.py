@@ -7,9 +7,9 @@ built-in conformance suite does not see them.  Each is modelled on a real bug cl
 
 Every mutant differs from a copy of the correct form in the lines marked ``# BUG``.
 
-Run ``python tests/planted/planted_bugs.py [bug-key ...]`` for each bug's verdicts and the table bug → properties that
-caught it (the same runs as tests/planted/test_planted.py; ``PLANTED_EARLY_STOP=1`` stops a bug's run once its
-expected properties have failed).
+Run ``python tests/planted/planted_bugs.py [bug-key ...]`` for each bug's verdicts and the full table bug → every
+property that catches it (``PLANTED_EARLY_STOP=1``: stop a bug's run once its expected properties have failed, as
+tests/planted/test_planted.py does unless ``PLANTED_FULL=1``).
 """
 from __future__ import annotations
 
@@ -537,6 +537,7 @@ class BugRun:
     verdicts: dict = field(default_factory=dict)  # prop name -> list of Verdict (one per dtype run)
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    not_run: list = field(default_factory=list)  # applicable properties left out by early_stop
 
     def status(self, prop: str) -> str:
         """failed / errored / passed / skipped / not-applicable / not-run (the worst over its dtypes)."""
@@ -581,8 +582,8 @@ class BugRun:
                  f"  expected to be caught by: {', '.join(sorted(b.expect))}",
                  f"  caught by: {', '.join(f'{p}[{self.caught_dtype(p)}]' for p in self.caught_by()) or 'NOTHING'}",
                  f"  passed:    {', '.join(self.passed()) or '-'}"]
-        for name, ps in (("skipped", self.skipped()), ("target errored", self.target_errored()),
-                         ("rnnconf internal error", self.internal_errors())):
+        for name, ps in (("skipped", self.skipped()), ("not run (early stop)", self.not_run),
+                         ("target errored", self.target_errored()), ("rnnconf internal error", self.internal_errors())):
             if ps:
                 lines.append(f"  {name}: {', '.join(ps)}")
         for p in dict.fromkeys(self.caught_by() + self.target_errored() + self.internal_errors()):
@@ -594,7 +595,8 @@ class BugRun:
         return {"bug": self.bug.key, "target": self.bug.target.id, "base": self.bug.base,
                 "expect": sorted(self.bug.expect),
                 "caught": {p: self.caught_dtype(p) for p in self.caught_by()}, "passed": self.passed(),
-                "target_errored": self.target_errored(), "internal_errors": self.internal_errors(),
+                "not_run": self.not_run, "target_errored": self.target_errored(),
+                "internal_errors": self.internal_errors(),
                 "seconds": round(self.seconds, 1), "cpu": round(self.cpu_seconds, 1)}
 
 
@@ -607,8 +609,9 @@ def run_bug(bug: PlantedBug, profile: Profile | None = None, early_stop: bool = 
     t0, c0 = time.perf_counter(), time.process_time()
     props = [p for p in properties_for(spec, bug.target) if not p.not_applicable(spec, bug.target)]
     props.sort(key=lambda p: p.name not in bug.expect)  # expected first, so that early_stop is effective
-    for prop in props:
+    for k, prop in enumerate(props):
         if early_stop and all(run.status(p) == "failed" for p in bug.expect):
+            run.not_run = [p.name for p in props[k:]]
             break
         vs = run.verdicts.setdefault(prop.name, [])
         for dt in property_dtypes(prop, bug.target):
@@ -655,6 +658,8 @@ def format_table(rows: list[dict]) -> str:
         miss = [p for p in r["expect"] if p not in r["caught"]]
         if miss:
             notes.append(f"MISSED expected: {','.join(miss)}")
+        if r.get("not_run"):
+            notes.append(f"{len(r['not_run'])} more properties not run (early stop; PLANTED_FULL=1 runs them)")
         if r.get("target_errored"):
             notes.append(f"target errored in: {','.join(r['target_errored'])}")
         if r.get("internal_errors"):
