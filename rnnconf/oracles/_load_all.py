@@ -3,3 +3,6 @@ from . import register_oracle
 from .hgrn import hgrn_oracle
 
 register_oracle("hgrn", hgrn_oracle)
+from .hgrn_layer import hgrn_layer_oracle  # noqa: E402
+
+register_oracle("hgrn-layer", hgrn_layer_oracle)
