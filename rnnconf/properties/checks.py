@@ -394,7 +394,8 @@ def _backward(call, ex, names, dtype, device):
 
 
 # ---- combine operator -----------------------------------------------------------------------------------------
-@prop("combine-associative", "the scan's combine operator is associative: (p∘q)∘r = p∘(q∘r) within the bound",
+@prop("combine-associative", "the scan's combine operator computes the spec's combine (a₁a₂, a₂b₁ + b₂), checked "
+      "in float64, and is associative: (p∘q)∘r = p∘(q∘r) within the bound",
       applies=lambda s, t: None if t.combine is not None else "target exposes no combine operator")
 def _assoc():
     def draw(ctx: Ctx):
@@ -414,11 +415,20 @@ def _assoc():
         left = comb(comb(ps[0], ps[1]), ps[2])
         right = comb(ps[0], comb(ps[1], ps[2]))
         (a1, b1), (a2, b2), (a3, b3) = [(a.double().abs(), b.double().abs()) for a, b in ps]
+        em = ctx.spec.error_model
+        worst = 0.0
+        # 1. the operator is the spec's: apply step p, then step q (a swapped-operand combine is associative too,
+        #    so associativity alone cannot see it)
+        (pa, pb), (qa, qb) = [(a.double(), b.double()) for a, b in ps[:2]]
+        got = comb(ps[0], ps[1])
+        one = torch.tensor(1.0, dtype=torch.float64)
+        for what, g_, want, m in (("a", got[0], pa * qa, a1 * a2), ("b", got[1], qa * pb + qb, a2 * b1 + b2)):
+            worst = max(worst, ctx.expect_close(f"p∘q, {what} (spec: (a₁a₂, a₂b₁ + b₂))", g_.double(), want,
+                                                em.bound(one, m, None, ctx.dtype, ctx.target.traits),
+                                                f"{ctx.target.id}.combine"))
         mag_a = a1 * a2 * a3
         mag_b = a3 * (a2 * b1 + b2) + b3
-        em = ctx.spec.error_model
         steps = torch.tensor(3.0, dtype=torch.float64)
-        worst = 0.0
         for what, l, r, m in (("a", left[0], right[0], mag_a), ("b", left[1], right[1], mag_b)):
             bnd = 2 * em.bound(steps, m, None, ctx.dtype, ctx.target.traits)
             worst = max(worst, ctx.expect_close(f"(p∘q)∘r vs p∘(q∘r), {what}", l.double(), r.double(), bnd,

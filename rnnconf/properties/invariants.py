@@ -16,8 +16,11 @@ def _for(*spec_ids):
     return lambda s, t: None if s.id in spec_ids else f"invariant of {', '.join(spec_ids)} only"
 
 
-def _running(fn, x: torch.Tensor, axis: int):
-    return fn(x, dim=axis).values
+def _worst(excess: torch.Tensor, bad: torch.Tensor) -> tuple:
+    """Index of the worst violation: a NaN first, else the largest excess among ``bad``."""
+    nan = torch.isnan(excess) & bad
+    pick = nan if nan.any() else bad & (excess == excess[bad].max())
+    return tuple(int(i) for i in pick.nonzero()[0])
 
 
 # ---- hgrn: tied gates keep the state bounded --------------------------------------------------------------------
@@ -42,8 +45,9 @@ def _tied_check(ctx: Ctx, ex):
 
     limit = cmax * (1 + unit_roundoff(ctx.dtype)) + ctx.bound(res, "o")
     over = call.outputs["o"].abs() - limit
-    if (over > 0).any():
-        pos = tuple(int(i) for i in (over == over.max()).nonzero()[0])
+    bad = ~(over <= 0)  # NaN is a violation too
+    if bad.any():
+        pos = _worst(over, bad)
         from .calling import PropertyFailure
 
         raise PropertyFailure(f"o{list(pos)}: |h_t| = {call.outputs['o'][pos].abs().item():.9g} exceeds "
@@ -101,8 +105,9 @@ def _hull_check(ctx: Ctx, ex):
     b = ctx.bound(res, "o")
     o = call.outputs["o"]
     over = torch.maximum(o - hi, lo - o)
-    if (over > b).any():
-        pos = tuple(int(i) for i in ((over - b) == (over - b).max()).nonzero()[0])
+    bad = ~(over <= b)  # NaN is a violation too
+    if bad.any():
+        pos = _worst(over - b, bad)
         from .calling import PropertyFailure
 
         raise PropertyFailure(f"o{list(pos)} = {o[pos].item():.9g} lies outside the convex hull "

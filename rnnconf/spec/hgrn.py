@@ -63,5 +63,6 @@ SPEC = register(Spec(
                   tolerance="exact"),
     ),
     error_model=ErrorModel(c_step=4.0, c_log=2.0, c_out=1.0, doc=__doc__.split("Error model")[1].strip()),
-    extra={"coeffs": coeffs, "log_a": log_a, "reference_form": "sequential", "family": "diagonal"},
+    extra={"coeffs": coeffs, "log_a": log_a, "reference_form": "sequential", "family": "diagonal",
+           "independent_axes": ("B", "D")},
 ))
