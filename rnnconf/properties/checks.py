@@ -331,14 +331,19 @@ def _gradients():
     def draw(ctx: Ctx):
         ex = ctx.draw_inputs(ctx.draw_dims(bounds={"T": (1, 40)}))
         dims = ex["dims"]
-        o_shape = S.shape_of(ctx.spec.outputs[0].shape, dims)
-        ex["do"] = S.round_to(S.realize(S.Domain("do"), o_shape, ctx.draw(st.integers(0, 2**31 - 1), "do.seed"),
-                                        1.0, 0.0, ()), ctx.dtype)
+        cplx = any(o.dtype == "complex" for o in ctx.spec.outputs)
+
+        def upstream(name, shape):
+            seed = ctx.draw(st.integers(0, 2**31 - 1), f"{name}.seed")
+            re = S.round_to(S.realize(S.Domain(name), shape, seed, 1.0, 0.0, ()), ctx.dtype)
+            if not cplx:
+                return re
+            return torch.complex(re, S.round_to(S.realize(S.Domain(name), shape, seed + 1, 1.0, 0.0, ()), ctx.dtype))
+
+        ex["do"] = upstream("do", S.shape_of(ctx.spec.outputs[0].shape, dims))
         ex["dht"] = None
         if ctx.final_state and ctx.draw(st.booleans(), "final-state gradient"):
-            st_shape = S.shape_of(ctx.spec.state_arg.shape, dims)
-            ex["dht"] = S.round_to(S.realize(S.Domain("dht"), st_shape, ctx.draw(st.integers(0, 2**31 - 1),
-                                                                                 "dht.seed"), 1.0, 0.0, ()), ctx.dtype)
+            ex["dht"] = upstream("dht", S.shape_of(ctx.spec.state_arg.shape, dims))
         return ex
 
     def check(ctx: Ctx, ex):
@@ -381,9 +386,14 @@ def _gradients():
 
 def _backward(call, ex, names, dtype, device):
     raw = call.raw
-    loss = (raw["o"] * ex["do"].to(device=device, dtype=dtype)).sum()
+
+    def inner(out, up):  # L = Σ Re(conj(up)·out): the real pairing, also for complex outputs
+        up = up.to(device=device, dtype=out.dtype)
+        return (torch.conj(up) * out).real.sum() if out.is_complex() else (up * out).sum()
+
+    loss = inner(raw["o"], ex["do"])
     if ex["dht"] is not None:
-        loss = loss + (raw["final_state"] * ex["dht"].to(device=device, dtype=dtype)).sum()
+        loss = loss + inner(raw["final_state"], ex["dht"])
     leaves = dict(call.leaves)
     try:
         grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)

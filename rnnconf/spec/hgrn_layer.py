@@ -267,8 +267,7 @@ SPEC = register(Spec(
         "gate_complement": gate_complement,
         "log_gate": log_gate,
         "lower_bounds": lower_bounds,
-        # gradient magnitudes for a complex loss Σ Re(conj(do)·o); not under "grad_magnitudes" until the generic
-        # gradient property forms a real loss from complex outputs
-        "complex_grad_magnitudes": grad_magnitudes,
+        # gradient magnitudes for the real loss Σ Re(conj(do)·o) the gradient property forms
+        "grad_magnitudes": grad_magnitudes,
     },
 ))
