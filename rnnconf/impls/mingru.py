@@ -1,0 +1,206 @@
+"""Torch forms of ``mingru`` and ``minlstm`` (see :mod:`rnnconf.spec.mingru`): sequential, linear-space parallel scan,
+Heinsen log-space scan, chunkwise.
+
+Canonical signatures:
+    mingru:  fn(z, h_tilde, initial_state=None, output_final_state=False, cu_seqlens=None) -> (o, final_state)
+    minlstm: fn(f, i, h_tilde, initial_state=None, output_final_state=False, cu_seqlens=None) -> (o, final_state)
+``initial_state`` is h_0 itself in every form (the log-space form takes log h_0, not log g(h_0)).  Half inputs are
+computed in float32 and returned in the input dtype.
+
+Every form is built from per-step coefficients of h_t = a_t h_{t−1} + b_t, computed elementwise in the compute dtype:
+    linear:  (a_t, b_t)                      — sequential, scan
+    log:     (log a_t, log gate_t) and h̃_t  — chunkwise (log a only; b_t stays linear), log-space
+with log a and log gate from softplus (never log σ), so they are finite at logits ±1e4.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..spec.diagonal import combine
+from ..spec.domains import positive
+from ..spec.errors import Traits
+from ..spec.mingru import mingru_log_gate, minlstm_diff, minlstm_gates, sigmoid, softplus
+from ..spec.targets import Target, register_form
+from ._common import compute_dtype, varlen_by_split
+
+
+# ---- per-spec coefficients (inputs already in the compute dtype; h_tilde last) ------------------------------------
+def _mingru_lin(z, h_tilde):
+    """σ(−z) directly (not 1 − σ(z)); :func:`~rnnconf.spec.mingru.sigmoid` also keeps its gradient accurate."""
+    return sigmoid(-z), sigmoid(z) * h_tilde
+
+
+def _mingru_log(z, h_tilde):
+    """(log a, log gate): log a = −softplus(z), log σ(z) = −softplus(−z)."""
+    return -softplus(z), mingru_log_gate(z)
+
+
+def _minlstm_lin(f, i, h_tilde):
+    fp, ip = minlstm_gates(f, i)
+    return fp, ip * h_tilde
+
+
+def _minlstm_log(f, i, h_tilde):
+    """log f′ = −softplus(diff), log i′ = −softplus(−diff), diff = softplus(−f) − softplus(−i)."""
+    d = minlstm_diff(f, i)
+    return -softplus(d), -softplus(-d)
+
+
+# ---- dense forms, generic over the coefficient functions ---------------------------------------------------------
+def _prep(xs, initial_state):
+    """Inputs (h_tilde last) in the compute dtype, h_0 (zeros when None), output dtype."""
+    out_dtype = xs[-1].dtype
+    cd = compute_dtype(out_dtype)
+    B, T, D = xs[-1].shape
+    h0 = initial_state.to(cd) if initial_state is not None else xs[-1].new_zeros(B, D, dtype=cd)
+    return [x.to(cd) for x in xs], h0, out_dtype
+
+
+def _finish(o, h, out_dtype, output_final_state):
+    return o.to(out_dtype), (h.to(out_dtype) if output_final_state else None)
+
+
+def _sequential(lin):
+    def run(*xs, initial_state=None, output_final_state=False):
+        """python loop over t: h = a_t h + b_t."""
+        xc, h, od = _prep(xs, initial_state)
+        a, b = lin(*xc)
+        outs = []
+        for t in range(a.shape[1]):
+            h = a[:, t] * h + b[:, t]
+            outs.append(h)
+        o = torch.stack(outs, 1) if outs else xc[-1][:, :0]
+        return _finish(o, h, od, output_final_state)
+
+    return run
+
+
+def _scan(lin):
+    def run(*xs, initial_state=None, output_final_state=False):
+        """Hillis–Steele inclusive scan of (a, b) pairs with the diagonal combine; h_0 folds into b_1."""
+        xc, h0, od = _prep(xs, initial_state)
+        a, b = lin(*xc)
+        T = a.shape[1]
+        b = b.clone()
+        if T:
+            b[:, 0] = b[:, 0] + a[:, 0] * h0
+        step = 1
+        while step < T:
+            a_prev, b_prev = torch.ones_like(a), torch.zeros_like(b)
+            a_prev[:, step:], b_prev[:, step:] = a[:, :-step], b[:, :-step]
+            a, b = combine((a_prev, b_prev), (a, b))
+            step *= 2
+        hT = b[:, -1] if T else h0
+        return _finish(b, hT, od, output_final_state)
+
+    return run
+
+
+def _logspace(logc):
+    def run(*xs, initial_state=None, output_final_state=False):
+        """Heinsen's log-space scan:  a*_t = Σ_{s≤t} log a_s,  log b_t = log gate_t + log h̃_t,
+        log h_t = a*_t + logcumsumexp_{s≤t}(log b_s − a*_s), with s = 0 the term (a*_0 = 0, log b_0 = log h_0).
+        Needs h̃ > 0 and h_0 > 0.  Without an initial state (h_0 = 0) the s = 0 term is left out rather than
+        fed as log 0 = −inf (which would poison logcumsumexp's gradient)."""
+        xc, h0, od = _prep(xs, initial_state)
+        log_a, log_gate = logc(*xc)
+        log_b = log_gate + torch.log(xc[-1])
+        T = log_b.shape[1]
+        a_star = torch.cumsum(log_a, 1)
+        if initial_state is not None:
+            log_b = torch.cat([torch.log(h0)[:, None], log_b], 1)
+            a_star = torch.cat([torch.zeros_like(a_star[:, :1]), a_star], 1)
+        log_h = a_star + torch.logcumsumexp(log_b - a_star, 1)
+        h = torch.exp(log_h)
+        if initial_state is not None:
+            h = h[:, 1:]
+        hT = h[:, -1] if T else h0
+        return _finish(h, hT, od, output_final_state)
+
+    return run
+
+
+def _chunk(chunk_size, logc, lin):
+    def run(*xs, initial_state=None, output_final_state=False):
+        """Within a chunk, with G = cumsum(log a) from the chunk start and b_t = gate_t h̃_t in linear space:
+        h_i = exp(G_i) h_prev + Σ_{j≤i} exp(G_i − G_j) b_j  (masked before exp, so no inf·0; masked terms are
+        selected away, not multiplied by 0, so a NaN at j > i stays out of h_i)."""
+        xc, h, od = _prep(xs, initial_state)
+        log_a, _ = logc(*xc)
+        _, b = lin(*xc)
+        T = b.shape[1]
+        outs = []
+        for s in range(0, T, chunk_size):
+            la, bs = log_a[:, s:s + chunk_size], b[:, s:s + chunk_size]
+            C = bs.shape[1]
+            G = torch.cumsum(la, 1)  # [B, C, D]
+            diff = G[:, :, None, :] - G[:, None, :, :]  # [B, i, j, D]
+            mask = torch.ones(C, C, dtype=torch.bool, device=b.device).tril()[None, :, :, None]
+            L = torch.exp(torch.where(mask, diff, torch.full_like(diff, -math.inf)))
+            # select, don't multiply by a zero mask: 0 · NaN from a later b_j must not reach h_i (causality)
+            contrib = torch.where(mask, L * bs[:, None], torch.zeros((), dtype=bs.dtype, device=bs.device))
+            o = contrib.sum(2) + torch.exp(G) * h[:, None]
+            outs.append(o)
+            h = o[:, -1]
+        o = torch.cat(outs, 1) if outs else xc[-1][:, :0]
+        return _finish(o, h, od, output_final_state)
+
+    return run
+
+
+# ---- canonical signatures ------------------------------------------------------------------------------------------
+def _mingru_api(dense):
+    def fn(z, h_tilde, initial_state=None, output_final_state=False, cu_seqlens=None):
+        if cu_seqlens is None:
+            return dense(z, h_tilde, initial_state=initial_state, output_final_state=output_final_state)
+        return varlen_by_split(dense, [z, h_tilde], initial_state, output_final_state, cu_seqlens)
+
+    fn.__doc__ = dense.__doc__
+    return fn
+
+
+def _minlstm_api(dense):
+    def fn(f, i, h_tilde, initial_state=None, output_final_state=False, cu_seqlens=None):
+        if cu_seqlens is None:
+            return dense(f, i, h_tilde, initial_state=initial_state, output_final_state=output_final_state)
+        return varlen_by_split(dense, [f, i, h_tilde], initial_state, output_final_state, cu_seqlens)
+
+    fn.__doc__ = dense.__doc__
+    return fn
+
+
+_LINEAR = Traits(accumulate="float32", cumsum="none")
+_LOGSPACE_DOC = ("Heinsen log-space scan (valid for h̃ > 0, h_0 > 0).  Its error has terms the spec's ErrorModel does "
+                 "not carry: every value is held as a rounded logarithm, ≈ u·(|log b_t| + |log h_t|) relative (e.g. "
+                 "64 u at h̃ = 1e-30 in float32, where the bound at t = 1 is ≈ 7–13 u); a result at float16's max may "
+                 "round past it to inf; its h̃-gradient goes through h_t / h̃_s, so a subnormal h_t spoils it.")
+
+
+def _register(spec_id, api, lin, logc):
+    forms = {
+        "sequential": (_sequential(lin), _LINEAR, {}, None, "python loop over t"),
+        "scan": (_scan(lin), _LINEAR, {}, combine, "Hillis–Steele scan over (a, b) pairs"),
+        "logspace": (_logspace(logc), Traits(accumulate="float32", cumsum="full"),
+                     {"h_tilde": positive(), "initial_state": positive()}, None, _LOGSPACE_DOC),
+        "chunk16": (_chunk(16, logc, lin), Traits(accumulate="float32", cumsum="chunk", chunk_size=16), {}, None,
+                    "chunkwise, C = 16"),
+        "chunk7": (_chunk(7, logc, lin), Traits(accumulate="float32", cumsum="chunk", chunk_size=7), {}, None,
+                   "chunkwise, C = 7 (prime, so most T are not multiples)"),
+    }
+    out = {}
+    for name, (dense, traits, dom, comb, doc) in forms.items():
+        fn = api(dense)
+        register_form(Target(spec_id, name, fn, traits=traits, domain_overrides=dom, combine=comb, doc=doc))
+        out[name] = fn
+    return out
+
+
+MINGRU = _register("mingru", _mingru_api, _mingru_lin, _mingru_log)
+MINLSTM = _register("minlstm", _minlstm_api, _minlstm_lin, _minlstm_log)
+
+mingru_sequential, mingru_scan, mingru_logspace = MINGRU["sequential"], MINGRU["scan"], MINGRU["logspace"]
+mingru_chunk16, mingru_chunk7 = MINGRU["chunk16"], MINGRU["chunk7"]
+minlstm_sequential, minlstm_scan, minlstm_logspace = MINLSTM["sequential"], MINLSTM["scan"], MINLSTM["logspace"]
+minlstm_chunk16, minlstm_chunk7 = MINLSTM["chunk16"], MINLSTM["chunk7"]
