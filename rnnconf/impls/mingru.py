@@ -172,17 +172,16 @@ def _minlstm_api(dense):
 
 
 _LINEAR = Traits(accumulate="float32", cumsum="none")
-_LOGSPACE_DOC = ("Heinsen log-space scan (valid for h̃ > 0, h_0 > 0).  Its error has terms the spec's ErrorModel does "
-                 "not carry: every value is held as a rounded logarithm, ≈ u·(|log b_t| + |log h_t|) relative (e.g. "
-                 "64 u at h̃ = 1e-30 in float32, where the bound at t = 1 is ≈ 7–13 u); a result at float16's max may "
-                 "round past it to inf; its h̃-gradient goes through h_t / h̃_s, so a subnormal h_t spoils it.")
+_LOGSPACE_DOC = ("Heinsen log-space scan (valid for h̃ > 0, h_0 > 0).  Every value is held as a rounded logarithm, "
+                 "so each contribution carries ≈ u·(|log gate| + |log h̃|) relative error: declared with "
+                 "Traits(log_values=True), which charges the oracle's log-value shadow (rnnconf.spec.errors).")
 
 
 def _register(spec_id, api, lin, logc):
     forms = {
         "sequential": (_sequential(lin), _LINEAR, {}, None, "python loop over t"),
         "scan": (_scan(lin), _LINEAR, {}, combine, "Hillis–Steele scan over (a, b) pairs"),
-        "logspace": (_logspace(logc), Traits(accumulate="float32", cumsum="full"),
+        "logspace": (_logspace(logc), Traits(accumulate="float32", cumsum="full", log_values=True),
                      {"h_tilde": positive(), "initial_state": positive()}, None, _LOGSPACE_DOC),
         "chunk16": (_chunk(16, logc, lin), Traits(accumulate="float32", cumsum="chunk", chunk_size=16), {}, None,
                     "chunkwise, C = 16"),

@@ -27,6 +27,7 @@ class OracleResult:
     steps: dict[str, torch.Tensor]
     exact: dict[str, object] = field(default_factory=dict)
     dps: int = DEFAULT_DPS
+    logvalue: dict[str, torch.Tensor] = field(default_factory=dict)  # log-value shadow (see spec.errors)
 
 
 def to_mp(t: torch.Tensor):

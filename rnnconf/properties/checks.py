@@ -366,6 +366,12 @@ def _gradients():
         T = ex["dims"]["T"]
         steps = torch.tensor(float(T + 1), dtype=torch.float64)
         G = spec.extra["log_a"](**ex["inputs"]).abs().sum(1, keepdim=True) if "log_a" in spec.extra else None
+        log_mass = None
+        if ctx.target.traits.log_values:  # every contribution's relative error ≤ u·c_log·(its log mass) ≤ …·max
+            res = ctx.oracle(ex["inputs"], ex["initial_state"])
+            lv = res.logvalue.get("o")
+            if lv is not None and lv.numel():
+                log_mass = float(torch.where(res.mag["o"] > 0, lv / res.mag["o"], torch.zeros_like(lv)).max())
         worst = 0.0
         for name, g_obs in tg.items():
             g_ref = rg[name]
@@ -378,7 +384,11 @@ def _gradients():
             lm = G if (G is not None and G.dim() == mag.dim()) else (G.squeeze(1) if G is not None else None)
             b = spec.error_model.bound(steps, mag, lm, ctx.dtype, ctx.target.traits)
             b = b + spec.error_model.bound(steps, mag, lm, torch.float64, ref_target.traits)  # the reference's own
-            worst = max(worst, ctx.expect_close(f"d{name}", g_obs, g_ref, b, f"backward of {tcall.desc}"))
+            if log_mass is not None:
+                b = b + spec.error_model.accumulate_u(ctx.dtype, ctx.target.traits) * spec.error_model.c_log \
+                    * log_mass * mag
+            worst = max(worst, ctx.expect_close(f"d{name}", g_obs, g_ref, b, f"backward of {tcall.desc}",
+                                                source=f"float64 autograd of {ref_target.id}"))
         return worst
 
     return draw, check

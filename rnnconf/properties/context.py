@@ -79,10 +79,11 @@ class Ctx:
     def bound(self, res, name: str, extra_steps: float = 0.0) -> torch.Tensor:
         em = self.spec.error_model
         lm = res.logmass.get(name)
-        return em.bound(res.steps[name] + extra_steps, res.mag[name], lm, self.dtype, self.target.traits)
+        return em.bound(res.steps[name] + extra_steps, res.mag[name], lm, self.dtype, self.target.traits,
+                        res.logvalue.get(name))
 
     def expect_close(self, what: str, observed: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor,
-                     call_desc: str) -> float:
+                     call_desc: str, source: str | None = None) -> float:
         """Elementwise |observed − expected| ≤ bound; returns the worst ratio, raises PropertyFailure otherwise.
 
         Elements whose exact value is not representable in the dtype (|expected| > finfo.max) are not judged."""
@@ -92,7 +93,8 @@ class Ctx:
         if observed.numel() == 0:
             return 0.0
         fmax = torch.finfo(self.dtype).max
-        judged = expected.abs() <= fmax
+        # an exact value within its error bound of the largest finite number may round to ±inf: not judged then
+        judged = expected.abs() + bound < fmax
         bad_nan = judged & ~torch.isfinite(observed)
         if bad_nan.any():
             idx = _index(bad_nan.nonzero()[0])
@@ -109,7 +111,7 @@ class Ctx:
         if worst > 1.0:
             pos = tuple(int(i) for i in (ratio == ratio.max()).nonzero()[0])
             raise PropertyFailure(
-                f"{what}{_index(pos)}: expected {_fmt(expected[pos])} (oracle, {DEFAULT_DPS} digits), got "
+                f"{what}{_index(pos)}: expected {_fmt(expected[pos])} ({source or f'oracle, {DEFAULT_DPS} digits'}), got "
                 f"{_fmt(observed[pos])}; |err| = {float(err[pos]):.3g} > bound {float(bound[pos]):.3g} "
                 f"({worst:.3g}× the bound; {str(self.dtype).replace('torch.', '')}, "
                 f"{self.target.traits.describe()}; {int((ratio > 1).sum())} of {ratio.numel()} elements out) "

@@ -104,9 +104,11 @@ def round_to(v: torch.Tensor, dtype: torch.dtype, d: Domain | None = None) -> to
         return v.clone()
     fmax = torch.finfo(dtype).max
     r = v.clamp(-fmax, fmax).to(dtype).to(torch.float64)
-    if d is not None and not d.contains(r):  # rounding may cross an open end (e.g. γ → 1): step back inside
+    if d is not None and not d.contains(r):  # rounding may cross an open end (γ → 1, 1e-30 → 0): step back inside
         r = torch.where((r >= d.hi) if d.open_hi else (r > d.hi), torch.tensor(d.hi).to(dtype).double()
                         - float(torch.finfo(dtype).eps) * max(abs(d.hi), 1.0), r)
+        lo_in = torch.tensor(d.lo).to(dtype).double() + float(torch.finfo(dtype).tiny) * max(abs(d.lo), 1.0)
+        r = torch.where((r <= d.lo) if d.open_lo else (r < d.lo), lo_in, r)
     return r
 
 

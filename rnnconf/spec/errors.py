@@ -15,6 +15,9 @@ where
     size; ``depth(t)`` is the summation depth of that cumulative sum (0 when the form never forms one).
   * ``u_acc`` is the roundoff of the precision the form accumulates in, ``u_out`` the output dtype's.
   * ``floor`` covers gradual underflow: ``(t+1)·c_step·tiny(dtype)``.
+  * forms that hold values as logarithms (``Traits.log_values``, Heinsen's log-space scan) round each log, i.e.
+    each contribution carries a relative error u·(|log| of its factors): they are charged u·c_log·E_t with E_t the
+    oracle's log-value shadow E_t = a_t E_{t−1} + |b_t|·ℓ_t (+ |h_t|·|log|h_t|| for the final exp).
 
 Which terms apply depends on how a form evaluates: that is declared on the form as :class:`Traits`.  A target whose
 traits are unknown (a third-party kernel) is judged under :data:`ANY_TRAITS`, the most permissive derived model.
@@ -60,6 +63,7 @@ class Traits:
     cumsum: str = "full"
     chunk_size: int | None = None
     matmul: str = "ieee"
+    log_values: bool = False  # holds values as logarithms (log-space scans): charged u·c_log·(log-value shadow)
 
     def with_(self, **kw) -> "Traits":
         return replace(self, **kw)
@@ -70,6 +74,8 @@ class Traits:
             parts.append(f"chunk={self.chunk_size}")
         if self.matmul != "ieee":
             parts.append(f"matmul={self.matmul}")
+        if self.log_values:
+            parts.append("log-values")
         return ", ".join(parts)
 
 
@@ -102,9 +108,10 @@ class ErrorModel:
         return steps
 
     def bound(self, steps: torch.Tensor, mag: torch.Tensor, logmass: torch.Tensor | None, dtype: torch.dtype,
-              traits: Traits) -> torch.Tensor:
+              traits: Traits, logvalue: torch.Tensor | None = None) -> torch.Tensor:
         """Per-element bound.  ``steps``: accumulation length of each element (t+1, broadcastable), ``mag``: magnitude
-        shadow, ``logmass``: cumulative |log-gate| mass G (or ``None`` for ops without log-gates).  float64."""
+        shadow, ``logmass``: cumulative |log-gate| mass G (or ``None`` for ops without log-gates), ``logvalue``: the
+        log-value shadow E_t (charged only to ``traits.log_values`` forms).  float64."""
         u_acc = self.accumulate_u(dtype, traits)
         u_out = unit_roundoff(dtype)
         steps = steps.double()
@@ -113,4 +120,6 @@ class ErrorModel:
             coef = coef + self.c_log * self.depth(steps, traits) * logmass
         # (1 + u_out): the final rounding to the output dtype also scales the accumulated error
         b = u_acc * coef * mag * (1 + u_out) + u_out * self.c_out * mag
+        if traits.log_values and logvalue is not None:
+            b = b + u_acc * self.c_log * logvalue * (1 + u_out)
         return b + steps * self.c_step * tiny(dtype)

@@ -11,6 +11,19 @@ from rnnconf.properties import get_profile, properties_for, run_property
 from rnnconf.registry import builtin_forms, get_spec
 
 
+# Known findings in rnnconf's own forms: each is a real defect, reproduced at the ci profile (derandomized), kept
+# visible as a strict xfail until the form is fixed — never hidden by a looser bound.
+_LOGSPACE_GRAD = ("log-space form's autograd backward divides by tiny h̃ (down to 1e-30) and exp's of rounded logs "
+                  "whose intermediates go subnormal in float32: gradient error far beyond u·(log mass); a custom "
+                  "backward in log space is needed")
+KNOWN_FINDINGS = {
+    "mingru/logspace-gradients-float32": _LOGSPACE_GRAD,
+    "mingru/logspace-gradients-bfloat16": _LOGSPACE_GRAD,
+    "minlstm/logspace-gradients-float32": _LOGSPACE_GRAD + "; also NaN in df where the exact gradient is 2.6e36",
+    "minlstm/logspace-gradients-bfloat16": _LOGSPACE_GRAD,
+}
+
+
 def _items():
     for target in builtin_forms():
         spec = get_spec(target.spec_id)
@@ -21,8 +34,10 @@ def _items():
                                                              else target.dtypes[0],)
             for dt in dtypes:
                 marks = [pytest.mark.kernel] if target.kind == "triton" else []
-                yield pytest.param(target.id, prop.name, dt, marks=marks,
-                                   id=f"{target.id}-{prop.name}-{str(dt).replace('torch.', '')}")
+                tid = f"{target.id}-{prop.name}-{str(dt).replace('torch.', '')}"
+                if tid in KNOWN_FINDINGS:
+                    marks.append(pytest.mark.xfail(reason=KNOWN_FINDINGS[tid], strict=get_profile().derandomize))
+                yield pytest.param(target.id, prop.name, dt, marks=marks, id=tid)
 
 
 @pytest.mark.parametrize("target_id,prop_name,dtype", list(_items()))
