@@ -31,8 +31,18 @@ import triton.language as tl
 
 from ..spec.errors import Traits
 from ..spec.targets import Target, register_form
-from .hgrn import (DiagForm, adjoint_scan, diag_apply, div_, exp_, prev_state, scan_forward, seq_bounds, store_dh0,
-                   upcast)
+from .hgrn import (
+    DiagForm,
+    adjoint_scan,
+    diag_apply,
+    div_,
+    exp_,
+    prev_state,
+    scan_forward,
+    seq_bounds,
+    store_dh0,
+    upcast,
+)
 
 
 @triton.jit

@@ -13,7 +13,6 @@ import torch
 from hypothesis import strategies as st
 
 from ..spec import diagonal
-from ..spec.errors import unit_roundoff
 from . import strategies as S
 from .calling import PropertyFailure, call_target
 from .context import Ctx

@@ -16,6 +16,16 @@ from typing import Callable
 
 import torch
 
+from .base import Dim
+
+# Sizes shared by the [B, T, D] diagonal families.  Ranges are the spec's; profiles cap them (ci: T ≤ 70), and edges
+# past a cap are simply not drawn there — on a GPU profile T crosses 128-step chunks.
+SEQUENCE_DIMS = {
+    "B": Dim("B", 1, 8, edges=(1,), doc="batch"),
+    "T": Dim("T", 1, 4096, edges=(1, 2, 17, 31, 64, 65, 127, 128, 129, 257, 1021), doc="sequence length"),
+    "D": Dim("D", 1, 512, edges=(1, 16, 33, 129), doc="channels"),
+}
+
 
 def combine(p1, p2):
     """(a₁, b₁) ∘ (a₂, b₂) = (a₁a₂, a₂b₁ + b₂): apply step 1, then step 2."""

@@ -16,16 +16,11 @@ from __future__ import annotations
 import torch
 
 from . import diagonal
-from .base import Arg, Dim, Invariant, Output, Spec, register
+from .base import Arg, Invariant, Output, Spec, register
 from .domains import log_gate, real
 from .errors import ErrorModel
 
-# Ranges are the spec's; profiles cap them (ci: T ≤ 70).  Edges past a cap are simply not drawn there.
-DIMS = {
-    "B": Dim("B", 1, 8, edges=(1,), doc="batch"),
-    "T": Dim("T", 1, 4096, edges=(1, 2, 17, 31, 64, 65, 127, 128, 129, 257, 1021), doc="sequence length"),
-    "D": Dim("D", 1, 512, edges=(1, 16, 33, 129), doc="channels"),
-}
+DIMS = diagonal.SEQUENCE_DIMS
 
 
 def coeffs(x: torch.Tensor, g: torch.Tensor):

@@ -65,15 +65,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import Arg, Dim, Invariant, Output, Spec, register
+from .base import Arg, Invariant, Output, Spec, register
+from .diagonal import SEQUENCE_DIMS
 from .domains import logit, real, unit_open
 from .errors import ErrorModel
 
-DIMS = {
-    "B": Dim("B", 1, 3, edges=(1,), doc="batch"),
-    "T": Dim("T", 1, 70, edges=(1, 2, 17, 31, 64, 65), doc="sequence length"),
-    "D": Dim("D", 1, 40, edges=(1, 16, 33), doc="channels"),
-}
+DIMS = SEQUENCE_DIMS
 
 
 # ---- gate math (pure torch functions; shared by the torch forms and the tests) ---------------------------------

@@ -54,15 +54,12 @@ from __future__ import annotations
 import torch
 
 from . import diagonal
-from .base import Arg, Dim, Invariant, Output, Spec, register
+from .base import Arg, Invariant, Output, Spec, register
+from .diagonal import SEQUENCE_DIMS
 from .domains import logit, real
 from .errors import ErrorModel
 
-DIMS = {
-    "B": Dim("B", 1, 3, edges=(1,), doc="batch"),
-    "T": Dim("T", 1, 70, edges=(1, 2, 17, 31, 64, 65), doc="sequence length"),
-    "D": Dim("D", 1, 40, edges=(1, 16, 33), doc="channels"),
-}
+DIMS = SEQUENCE_DIMS
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -259,7 +256,8 @@ MINGRU = register(Spec(
         "mpmath, within a few u in floats)")),
     error_model=ErrorModel(c_step=6.0, c_log=3.0, c_out=1.0, doc=__doc__.split("Error model")[1].strip()),
     notes="initial_state is h_0; the paper's log-space code equals this op started from g(h_0).",
-    extra={"coeffs": mingru_coeffs, "log_a": mingru_log_a, "reference_form": "sequential", "family": "diagonal"},
+    extra={"coeffs": mingru_coeffs, "log_a": mingru_log_a, "reference_form": "sequential", "family": "diagonal",
+           "independent_axes": ("B", "D")},
 ))
 
 MINLSTM = register(Spec(
@@ -284,7 +282,8 @@ MINLSTM = register(Spec(
         "few u in floats)")),
     error_model=ErrorModel(c_step=12.0, c_log=3.0, c_out=1.0, doc=__doc__.split("Error model")[1].strip()),
     notes="initial_state is h_0; the paper's log-space code equals this op started from g(h_0).",
-    extra={"coeffs": minlstm_coeffs, "log_a": minlstm_log_a, "reference_form": "sequential", "family": "diagonal"},
+    extra={"coeffs": minlstm_coeffs, "log_a": minlstm_log_a, "reference_form": "sequential", "family": "diagonal",
+           "independent_axes": ("B", "D")},
 ))
 
 # the associative combine of (a, b) pairs, shared with every diagonal spec

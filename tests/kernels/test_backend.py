@@ -14,8 +14,7 @@ import triton.language as tl  # noqa: E402
 from triton.runtime.autotuner import Autotuner  # noqa: E402
 
 from rnnconf.kernels import _backend  # noqa: E402
-from rnnconf.kernels._backend import (autotune_configs, dtype_runnable, interpreter_active,  # noqa: E402
-                                      kernel_device, pin_autotune)
+from rnnconf.kernels._backend import autotune_configs, dtype_runnable, interpreter_active, kernel_device, pin_autotune  # noqa: E402
 
 pytestmark = pytest.mark.kernel
 

@@ -10,7 +10,6 @@ import torch
 from rnnconf.properties import get_profile, properties_for, run_property
 from rnnconf.registry import builtin_forms, get_spec
 
-
 # Known findings in rnnconf's own forms: each is a real defect, reproduced at the ci profile (derandomized), kept
 # visible as a strict xfail until the form is fixed — never hidden by a looser bound.
 _LOGSPACE_GRAD = ("log-space form's autograd backward divides by tiny h̃ (down to 1e-30) and exp's of rounded logs "
