@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,9 @@ class Profile:
         from hypothesis.database import DirectoryBasedExampleDatabase
 
         db = DirectoryBasedExampleDatabase(os.path.join(".rnnconf", "examples")) if self.database else None
+        # no "explain" phase: it re-runs the failing example ~1000 times to annotate a report that the runner never
+        # prints (verdicts carry the shrunk example itself), which made every failure cost tens of seconds
+        kw.setdefault("phases", [p for p in Phase if p != Phase.explain])
         return settings(
             max_examples=max_examples or self.max_examples,
             derandomize=self.derandomize,
