@@ -1,0 +1,317 @@
+"""Turn a ``TARGET`` string into a :class:`~rnnconf.spec.targets.Target` for a spec.
+
+Accepted forms (tried in this order):
+
+* a known adapter name (:mod:`rnnconf.adapters`, e.g. ``fla:fused_recurrent_hgrn``);
+* a built-in form or kernel of the spec: ``sequential``, ``hgrn/sequential`` or ``builtin:sequential``;
+* ``path/to/file.py:function`` (the file is imported as a module; its directory goes on ``sys.path``);
+* ``package.module:function`` (``function`` may be a dotted attribute path; the current directory goes on
+  ``sys.path`` as it would for ``python -m``).
+
+A third party's function becomes ``Target(kind="external")`` — ``kind="triton"`` when its module imports Triton, so
+that the backend dtype self-test applies — judged under :data:`~rnnconf.spec.errors.ANY_TRAITS` (the most permissive
+derived error model: its accumulation precision and cumulative-sum structure are unknown).  What it supports is read
+from its signature: ``initial_state`` / ``output_final_state`` → the state features, ``cu_seqlens`` → varlen, a
+``**kwargs`` catch-all → all of them; gradients are always assumed (a failing backward is reported as errored).
+A function without ``output_final_state`` that returns a single tensor is adapted to the spec's ``(o, None)``.
+
+Every problem with the string itself raises :class:`UsageError` with a one-line message (the CLI exits 2 on it).
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import types
+from dataclasses import dataclass, replace
+
+from .spec.errors import ANY_TRAITS
+from .spec.targets import FLOAT_DTYPES, Target
+
+
+class UsageError(Exception):
+    """A bad spec id, target string or option: reported in one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A resolved target and how it was found.  ``origin``: ``"adapter"``, ``"builtin"``, ``"module"`` or
+    ``"file"``; ``canonical``: the target string that rebuilds it from anywhere (absolute file paths)."""
+
+    target: Target
+    origin: str
+    canonical: str
+    notes: tuple[str, ...] = ()
+
+
+ANY_TRAITS_NOTE = ("judged under ANY_TRAITS, the most permissive derived error model (accumulation in the input dtype, "
+                   "cumulative log-gate sums over the whole sequence), because a third-party target declares no traits")
+
+
+def get_spec_or_usage(spec_id: str):
+    from .spec import get_spec
+
+    try:
+        return get_spec(spec_id)
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
+
+
+# ---- adapters (optional module, written separately) ------------------------------------------------------------
+def _adapters():
+    try:
+        from . import adapters
+    except ImportError:
+        return None
+    return adapters
+
+
+def adapter_names() -> list[str]:
+    ad = _adapters()
+    if ad is None:
+        return []
+    try:
+        return sorted(ad.ADAPTERS)
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def autotune_variants(name: str) -> list[tuple[str, Target]]:
+    """``[(label, Target)]`` for an adapter with autotuned configs; ``[]`` for anything else."""
+    ad = _adapters()
+    if ad is None or name not in adapter_names() or not hasattr(ad, "autotune_variants"):
+        return []
+    return list(ad.autotune_variants(name))
+
+
+def variant_target(name: str, label: str) -> Target:
+    for lab, t in autotune_variants(name):
+        if lab == label:
+            return t
+    raise UsageError(f"adapter {name!r} has no autotune variant {label!r}")
+
+
+# ---- the resolver -----------------------------------------------------------------------------------------------
+def resolve(spec_id: str, target: str, device: str = "cpu", name: str | None = None) -> Resolved:
+    """Resolve ``target`` for ``spec_id``; raises :class:`UsageError` (one line) on any problem.  ``name``: the
+    name a third-party function's Target gets (default: the TARGET string as given)."""
+    spec = get_spec_or_usage(spec_id)
+    if not target or not target.strip():
+        raise UsageError("empty --impl TARGET")
+    target = target.strip()
+
+    if target in adapter_names():
+        return _resolve_adapter(spec, target, device)
+
+    builtin = _builtin_name(spec, target)
+    if builtin is not None:
+        return builtin
+
+    if ":" not in target:
+        known = ", ".join(t.name for t in _builtin_forms(spec.id))
+        raise UsageError(f"cannot resolve TARGET {target!r}: expected package.module:function, "
+                         f"path/to/file.py:function, an adapter name, or a built-in form of {spec.id} ({known})")
+    where, _, attr = target.rpartition(":")
+    if not where or not attr:
+        raise UsageError(f"cannot resolve TARGET {target!r}: expected package.module:function or "
+                         f"path/to/file.py:function")
+    if where.endswith(".py") or "/" in where or os.sep in where:
+        module, canonical_where, origin = _import_file(where, target), os.path.abspath(where), "file"
+    else:
+        module, canonical_where, origin = _import_module(where, target), where, "module"
+    try:
+        fn = _get_attr(module, attr, where)
+    except UsageError as e:
+        similar = [a for a in adapter_names() if a.startswith(where + ":")]
+        if similar:
+            raise UsageError(f"{e}; known adapters: {', '.join(similar)}") from None
+        raise
+    canonical = f"{canonical_where}:{attr}"
+    return _external(spec, fn, module, name=name or target, canonical=canonical, origin=origin, device=device)
+
+
+def resolve_target(spec_id: str, target: str, device: str = "cpu", variant: str | None = None,
+                   name: str | None = None) -> Target:
+    """The :class:`Target` alone (what reproducers call).  ``variant``: an autotune-variant label of an adapter."""
+    if variant:
+        return variant_target(target, variant)
+    return resolve(spec_id, target, device, name=name).target
+
+
+def _builtin_forms(spec_id):
+    from .registry import builtin_forms
+
+    return builtin_forms(spec_id)
+
+
+def _builtin_name(spec, target: str) -> Resolved | None:
+    name = target
+    if name.startswith("builtin:"):
+        name = name[len("builtin:"):]
+    elif ":" in name:
+        return None
+    if "/" in name:
+        sid, _, fname = name.partition("/")
+        if sid != spec.id:
+            if os.path.exists(name):
+                return None
+            raise UsageError(f"built-in form {name!r} belongs to spec {sid!r}, not {spec.id!r}")
+        name = fname
+    for t in _builtin_forms(spec.id):
+        if t.name == name:
+            return Resolved(t, "builtin", t.id)
+    if target.startswith("builtin:"):
+        known = ", ".join(t.name for t in _builtin_forms(spec.id))
+        raise UsageError(f"spec {spec.id!r} has no built-in form {name!r}; known: {known}")
+    return None
+
+
+def _resolve_adapter(spec, name: str, device: str) -> Resolved:
+    ad = _adapters()
+    try:
+        t = ad.get_adapter(name)
+    except Exception as e:  # noqa: BLE001  (unavailable dependency, …)
+        raise UsageError(f"adapter {name!r} is not available: {_one_line(e)}") from None
+    if t.spec_id != spec.id:
+        raise UsageError(f"adapter {name!r} implements spec {t.spec_id!r}, not {spec.id!r}")
+    return Resolved(t, "adapter", name)
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0] if msg else ''}".rstrip(": ")
+
+
+def _import_module(modname: str, target: str) -> types.ModuleType:
+    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", modname):
+        raise UsageError(f"cannot resolve TARGET {target!r}: {modname!r} is not a module name or a .py path")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(modname)
+    except BaseException as e:  # noqa: BLE001  (import-time errors of the target, SystemExit included)
+        raise UsageError(f"cannot import module {modname!r} (from --impl {target}): {_one_line(e)}") from None
+
+
+def _import_file(path: str, target: str) -> types.ModuleType:
+    ap = os.path.abspath(path)
+    if not os.path.isfile(ap):
+        raise UsageError(f"no such file {path!r} (from --impl {target})")
+    modname = "rnnconf_target_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(ap))[0])
+    existing = sys.modules.get(modname)
+    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == ap:
+        return existing
+    d = os.path.dirname(ap)
+    if d not in sys.path:
+        sys.path.insert(0, d)
+    spec = importlib.util.spec_from_file_location(modname, ap)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot import {path!r} as a Python module (from --impl {target})")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = mod  # triton.jit and pickling look modules up by name
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException as e:  # noqa: BLE001
+        sys.modules.pop(modname, None)
+        raise UsageError(f"cannot import {path!r} (from --impl {target}): {_one_line(e)}") from None
+    return mod
+
+
+def _get_attr(module, attr: str, where: str):
+    obj = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(f"{where!r} has no function {attr!r}") from None
+    if not callable(obj):
+        raise UsageError(f"{where}:{attr} is a {type(obj).__name__}, not a function")
+    return obj
+
+
+def imports_triton(module) -> bool:
+    """Whether ``module`` imports Triton (a triton module or triton object among its globals, or an import line)."""
+    if module is None:
+        return False
+    for v in vars(module).values():
+        if isinstance(v, types.ModuleType):
+            if v.__name__.split(".")[0] == "triton":
+                return True
+        elif (getattr(type(v), "__module__", "") or "").split(".")[0] == "triton":
+            return True
+    try:
+        src = inspect.getsource(module)
+    except (OSError, TypeError):
+        return False
+    return re.search(r"^\s*(import|from)\s+triton\b", src, re.M) is not None
+
+
+def detect_supports(fn) -> tuple[frozenset, bool]:
+    """``(features, takes_output_final_state)`` from ``fn``'s signature; everything if it cannot be read."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return frozenset({"initial_state", "final_state", "varlen", "grad"}), True
+    params = sig.parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return frozenset({"initial_state", "final_state", "varlen", "grad"}), True
+    feats = {"grad"}
+    if "initial_state" in params:
+        feats.add("initial_state")
+    if "output_final_state" in params:
+        feats.add("final_state")
+    if "cu_seqlens" in params:
+        feats.add("varlen")
+    return frozenset(feats), "output_final_state" in params
+
+
+def adapt_call(fn, spec, takes_final: bool, takes: set | None):
+    """Wrap ``fn`` so that keyword arguments it does not take are not passed (they are only ever passed with their
+    'absent' values for features the target does not support) and a lone returned tensor becomes ``(o, None)``."""
+    if takes is None:
+        return fn
+    state_outs = [o for o in spec.outputs if o.state]
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        for k in ("initial_state", "output_final_state", "cu_seqlens"):
+            if k in kwargs and k not in takes:
+                kwargs.pop(k)
+        ret = fn(*args, **kwargs)
+        if not takes_final and state_outs and not isinstance(ret, (tuple, list)):
+            ret = (ret,) + (None,) * len(state_outs)
+        return ret
+
+    return call
+
+
+def _external(spec, fn, module, name: str, canonical: str, origin: str, device: str) -> Resolved:
+    supports, takes_final = detect_supports(fn)
+    try:
+        params = inspect.signature(fn).parameters
+        takes = None if any(p.kind == p.VAR_KEYWORD for p in params.values()) else set(params)
+    except (TypeError, ValueError):
+        takes = None
+    if not spec.has_state:
+        supports = supports - {"initial_state", "final_state"}
+    if not spec.supports_varlen:
+        supports = supports - {"varlen"}
+    kind = "triton" if imports_triton(module) else "external"
+    notes = [ANY_TRAITS_NOTE,
+             f"supports detected from the signature: {', '.join(sorted(supports))}",
+             "gradients assumed: an autograd failure is reported as errored"]
+    if kind == "triton":
+        notes.append("the target's module imports triton: the Triton backend dtype self-test applies")
+    t = Target(spec.id, name, adapt_call(fn, spec, takes_final, takes), kind=kind, traits=ANY_TRAITS,
+               dtypes=FLOAT_DTYPES, supports=supports, device=device,
+               doc=(inspect.getdoc(fn) or "").split("\n\n")[0])
+    return Resolved(t, origin, canonical, tuple(notes))
+
+
+def with_device(t: Target, device: str) -> Target:
+    return t if t.device == device else replace(t, device=device)
