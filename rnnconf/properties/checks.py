@@ -409,7 +409,10 @@ def _backward(call, ex, names, dtype, device):
     except Exception as e:
         from .calling import TargetRaised
         raise TargetRaised(f"backward of {call.desc}", e) from e
-    return {n: (g.detach().cpu().double() if g is not None else None) for n, g in zip(leaves, grads)}
+    def as_ref(g):  # float64, or complex128 for a complex leaf (never drop an imaginary part)
+        return None if g is None else g.detach().cpu().to(torch.complex128 if g.is_complex() else torch.float64)
+
+    return {n: as_ref(g) for n, g in zip(leaves, grads)}
 
 
 # ---- combine operator -----------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ def test_constant_gate_closed_form(a, x, h0, T):
     with mpmath.workdps(40):
         A = mpmath.exp(mpmath.mpf(math.log(a)))
         for t in range(1, T + 1):
-            want = A**t * h0 + (x * (1 - A**t) / (1 - A) if A != 1 else t * x)
+            c = mpmath.mpf(x)
+            want = A**t * h0 + (c * (1 - A**t) / (1 - A) if A != 1 else t * c)
             got = r.exact["o"][0][t - 1][0]
             assert abs(got - want) <= mpmath.mpf(10) ** -30 * (1 + abs(want)), (t, got, want)
 
