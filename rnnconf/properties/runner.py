@@ -127,6 +127,8 @@ def run_property(prop: Property, spec: Spec, target: Target, dtype: torch.dtype,
         if on_example:
             on_example(state["n"])
 
+    # one example-database key per (property, target, dtype): saved failures replay where they belong
+    inner.hypothesis.inner_test._hypothesis_internal_add_digest = f"{prop.name}|{target.id}|{dtype}".encode()
     t0 = time.perf_counter()
     try:
         inner()
