@@ -103,8 +103,8 @@ def _dtype_runnable(dtype: torch.dtype, backend: str) -> tuple[bool, str | None]
             dot_tol = N * unit_roundoff(torch.float32) * scale
         if elem_err == 0.0 and dot_err <= dot_tol:
             return True, None
-        return False, (f"{name} is broken on this Triton backend ({backend}): self-test elementwise err={elem_err:.3g}, "
-                       f"dot err={dot_err:.3g}")
+        return False, (f"{name} is broken on this Triton backend ({backend}): "
+                       f"self-test elementwise err={elem_err:.3g}, dot err={dot_err:.3g}")
     except Exception as exc:  # noqa: BLE001 — reported, never raised
         return False, f"{name} cannot run on this Triton backend ({backend}): {type(exc).__name__}: {exc}"
 

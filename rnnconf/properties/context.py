@@ -111,7 +111,7 @@ class Ctx:
         if worst > 1.0:
             pos = tuple(int(i) for i in (ratio == ratio.max()).nonzero()[0])
             raise PropertyFailure(
-                f"{what}{_index(pos)}: expected {_fmt(expected[pos])} ({source or f'oracle, {DEFAULT_DPS} digits'}), got "
+                f"{what}{_index(pos)}: expected {_fmt(expected[pos])} ({source or _ORACLE}), got "
                 f"{_fmt(observed[pos])}; |err| = {float(err[pos]):.3g} > bound {float(bound[pos]):.3g} "
                 f"({worst:.3g}× the bound; {str(self.dtype).replace('torch.', '')}, "
                 f"{self.target.traits.describe()}; {int((ratio > 1).sum())} of {ratio.numel()} elements out) "
@@ -127,6 +127,9 @@ class Ctx:
             pos = tuple(int(i) for i in (~same).nonzero()[0])
             raise PropertyFailure(f"{what}{_index(pos)}: {_fmt(a[pos])} vs {_fmt(b[pos])} — expected bitwise "
                                   f"equal ({int((~same).sum())} elements differ) [{call_desc}]")
+
+
+_ORACLE = f"oracle, {DEFAULT_DPS} digits"
 
 
 def _index(pos) -> str:

@@ -16,7 +16,7 @@ from .errors import ErrorModel
 
 @dataclass(frozen=True)
 class Dim:
-    """A named size symbol (``B``, ``T``, ``D`` …) with the range a strategy may draw and the edge values it must hit."""
+    """A named size symbol (``B``, ``T``, ``D`` …): the range a strategy may draw and the edge values it must hit."""
 
     name: str
     lo: int

@@ -213,8 +213,8 @@ def test_optional_state_and_noncontiguous(target):
     assert hT is None
     ro, _ = ref(*[x.double().cpu() for x in ins])
     # no initial state: the same bound shape, with the magnitudes of a zero start
-    mo, _, _ = magnitudes(OPS[target][2], [x.double().cpu() for x in ins], None, torch.zeros(2, 9, 3, dtype=torch.float64),
-                          None, None)
+    mo, _, _ = magnitudes(OPS[target][2], [x.double().cpu() for x in ins], None,
+                          torch.zeros(2, 9, 3, dtype=torch.float64), None, None)
     assert_within(f"{target} o (no state)", o, ro, mo, 9, torch.float32)
 
 
