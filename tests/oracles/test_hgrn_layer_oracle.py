@@ -108,7 +108,8 @@ def test_reduces_to_hgrn_at_zero_angle(seed):
         assert (res.values[name].imag == 0).all()
         tol = 2 * U64 * (1 + res.logmass[name]) * res.mag[name] + 1e-300
         assert ((res.values[name].real - ref.values[name]).abs() <= tol).all()
-    assert torch.allclose(res.mag["o"], ref.mag["o"], rtol=1e-12, atol=0)
+    rel = 2 * U64 * (1 + res.logmass["o"].max()) * (res.mag["o"].shape[1] + 1)  # two float64 round-trips, T steps
+    assert torch.allclose(res.mag["o"], ref.mag["o"], rtol=float(rel), atol=0)
 
 
 def test_zero_length_and_no_state():
