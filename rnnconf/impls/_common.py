@@ -5,6 +5,8 @@ from typing import Callable
 
 import torch
 
+from ..spec.diagonal import combine
+
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Half inputs accumulate in float32 (as fla's kernels do); float32/float64 in themselves."""
@@ -27,3 +29,19 @@ def varlen_by_split(dense: Callable, seq_inputs: list[torch.Tensor], initial_sta
         finals.append(hT)
     o = torch.cat(outs, 1) if outs else seq_inputs[0][:, :0].clone()
     return o, (torch.cat(finals, 0) if output_final_state else None)
+
+
+def hillis_steele(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor):
+    """Inclusive Hillis–Steele scan of (a, b) pairs [B, T, D] with the diagonal combine, h_0 folded into b_1.
+    Returns (h [B, T, D], h_T); works for real and complex pairs."""
+    T = a.shape[1]
+    b = b.clone()
+    if T:
+        b[:, 0] = b[:, 0] + a[:, 0] * h0
+    step = 1
+    while step < T:
+        a_prev, b_prev = torch.ones_like(a), torch.zeros_like(b)
+        a_prev[:, step:], b_prev[:, step:] = a[:, :-step], b[:, :-step]
+        a, b = combine((a_prev, b_prev), (a, b))
+        step *= 2
+    return b, (b[:, -1] if T else h0)

@@ -11,7 +11,7 @@ import torch
 from ..spec.diagonal import combine
 from ..spec.errors import Traits
 from ..spec.targets import Target, register_form
-from ._common import compute_dtype, varlen_by_split
+from ._common import compute_dtype, hillis_steele, varlen_by_split
 
 
 def _prep(x, g, initial_state):
@@ -34,19 +34,8 @@ def _sequential(x, g, initial_state=None, output_final_state=False):
 def _scan(x, g, initial_state=None, output_final_state=False):
     """Hillis–Steele inclusive scan of (a, b) pairs with the diagonal combine; h_0 folds into b_1."""
     xc, gc, h0 = _prep(x, g, initial_state)
-    T = x.shape[1]
-    a, b = torch.exp(gc), xc.clone()
-    if T:
-        b[:, 0] = b[:, 0] + a[:, 0] * h0
-    step = 1
-    while step < T:
-        a_prev = torch.ones_like(a)
-        b_prev = torch.zeros_like(b)
-        a_prev[:, step:], b_prev[:, step:] = a[:, :-step], b[:, :-step]
-        a, b = combine((a_prev, b_prev), (a, b))
-        step *= 2
-    hT = b[:, -1] if T else h0
-    return b.to(x.dtype), (hT.to(x.dtype) if output_final_state else None)
+    h, hT = hillis_steele(torch.exp(gc), xc, h0)
+    return h.to(x.dtype), (hT.to(x.dtype) if output_final_state else None)
 
 
 def _chunk(chunk_size):

@@ -18,7 +18,7 @@ from ..spec import hgrn_layer as S
 from ..spec.diagonal import combine
 from ..spec.errors import Traits
 from ..spec.targets import Target, register_form
-from ._common import compute_dtype, varlen_by_split
+from ._common import compute_dtype, hillis_steele, varlen_by_split
 
 
 def _prep(f, c_re, c_im, gamma, theta, initial_state):
@@ -46,19 +46,8 @@ def _sequential(f, c_re, c_im, gamma, theta, initial_state=None, output_final_st
 def _scan(f, c_re, c_im, gamma, theta, initial_state=None, output_final_state=False):
     """Hillis–Steele inclusive scan of complex (a, b) pairs with the diagonal combine; h_0 folds into b_1."""
     _, a, b, h0 = _prep(f, c_re, c_im, gamma, theta, initial_state)
-    T = f.shape[1]
-    b = b.clone()
-    if T:
-        b[:, 0] = b[:, 0] + a[:, 0] * h0
-    step = 1
-    while step < T:
-        a_prev = torch.ones_like(a)
-        b_prev = torch.zeros_like(b)
-        a_prev[:, step:], b_prev[:, step:] = a[:, :-step], b[:, :-step]
-        a, b = combine((a_prev, b_prev), (a, b))
-        step *= 2
-    hT = b[:, -1] if T else h0
-    return b, (hT if output_final_state else None)
+    h, hT = hillis_steele(a, b, h0)
+    return h, (hT if output_final_state else None)
 
 
 def _log_lambda(f, gamma):

@@ -23,7 +23,7 @@ from ..spec.domains import positive
 from ..spec.errors import Traits
 from ..spec.mingru import mingru_log_gate, minlstm_diff, minlstm_gates, sigmoid, softplus
 from ..spec.targets import Target, register_form
-from ._common import compute_dtype, varlen_by_split
+from ._common import compute_dtype, hillis_steele, varlen_by_split
 
 
 # ---- per-spec coefficients (inputs already in the compute dtype; h_tilde last) ------------------------------------
@@ -81,19 +81,8 @@ def _scan(lin):
     def run(*xs, initial_state=None, output_final_state=False):
         """Hillis–Steele inclusive scan of (a, b) pairs with the diagonal combine; h_0 folds into b_1."""
         xc, h0, od = _prep(xs, initial_state)
-        a, b = lin(*xc)
-        T = a.shape[1]
-        b = b.clone()
-        if T:
-            b[:, 0] = b[:, 0] + a[:, 0] * h0
-        step = 1
-        while step < T:
-            a_prev, b_prev = torch.ones_like(a), torch.zeros_like(b)
-            a_prev[:, step:], b_prev[:, step:] = a[:, :-step], b[:, :-step]
-            a, b = combine((a_prev, b_prev), (a, b))
-            step *= 2
-        hT = b[:, -1] if T else h0
-        return _finish(b, hT, od, output_final_state)
+        h, hT = hillis_steele(*lin(*xc), h0)
+        return _finish(h, hT, od, output_final_state)
 
     return run
 

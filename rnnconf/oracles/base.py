@@ -35,18 +35,20 @@ def to_mp(t: torch.Tensor):
     return [to_mp(r) for r in t] if t.dim() else mpmath.mpf(float(t))
 
 
-def mp_to_tensor(x, shape) -> torch.Tensor:
+def mp_to_tensor(x, shape, complex_: bool = False) -> torch.Tensor:
+    """Nested lists of mpf (or mpc with ``complex_``) rounded to a float64 (complex128) tensor of ``shape``."""
     flat = []
+    conv = complex if complex_ else float
 
     def walk(v):
         if isinstance(v, list):
             for w in v:
                 walk(w)
         else:
-            flat.append(float(v))
+            flat.append(conv(v))
 
     walk(x)
-    return torch.tensor(flat, dtype=torch.float64).reshape(shape)
+    return torch.tensor(flat, dtype=torch.complex128 if complex_ else torch.float64).reshape(shape)
 
 
 def mp_sigmoid(z):

@@ -12,20 +12,6 @@ import torch
 from .base import DEFAULT_DPS, OracleResult, mp_to_tensor
 
 
-def _complex_tensor(x, shape) -> torch.Tensor:
-    flat = []
-
-    def walk(v):
-        if isinstance(v, list):
-            for w in v:
-                walk(w)
-        else:
-            flat.append(complex(v))
-
-    walk(x)
-    return torch.tensor(flat, dtype=torch.complex128).reshape(shape)
-
-
 def _gates(f, gamma):
     """(λ, 1 − λ, |log λ|) at the working precision, for mpf f and γ."""
     e = mpmath.exp(-f)
@@ -91,13 +77,13 @@ def hgrn_layer_oracle(f: torch.Tensor, c_re: torch.Tensor, c_im: torch.Tensor, g
                     o[b][t][d], m[b][t][d], G[b][t][d] = h, mag, mass
                 hT[b][d], mT[b][d], GT[b][d] = h, mag, mass
         if T:
-            ot = _complex_tensor(o, (B, T, D))
+            ot = mp_to_tensor(o, (B, T, D), complex_=True)
             mt, Gt = mp_to_tensor(m, (B, T, D)), mp_to_tensor(G, (B, T, D))
         else:
             ot = torch.zeros(B, 0, D, dtype=torch.complex128)
             mt = Gt = torch.zeros(B, 0, D, dtype=torch.float64)
         if T:
-            fin, fmag, fG = _complex_tensor(hT, (B, D)), mp_to_tensor(mT, (B, D)), mp_to_tensor(GT, (B, D))
+            fin, fmag, fG = mp_to_tensor(hT, (B, D), complex_=True), mp_to_tensor(mT, (B, D)), mp_to_tensor(GT, (B, D))
         else:  # no steps: the final state is h_0
             fin = torch.tensor(h0, dtype=torch.complex128).reshape(B, D)
             fmag, fG = fin.abs(), torch.zeros(B, D, dtype=torch.float64)
