@@ -45,7 +45,7 @@ def _tied_check(ctx: Ctx, ex):
 
     limit = cmax * (1 + unit_roundoff(ctx.dtype)) + ctx.bound(res, "o")
     over = call.outputs["o"].abs() - limit
-    bad = ~(over <= 0)  # NaN is a violation too
+    bad = ~(over <= 0) & (limit < torch.finfo(ctx.dtype).max)  # NaN is a violation; overflow within bound is not
     if bad.any():
         pos = _worst(over, bad)
         from .calling import PropertyFailure
@@ -105,7 +105,10 @@ def _hull_check(ctx: Ctx, ex):
     b = ctx.bound(res, "o")
     o = call.outputs["o"]
     over = torch.maximum(o - hi, lo - o)
-    bad = ~(over <= b)  # NaN is a violation too
+    # a hull edge within its bound of the largest finite number may be crossed into ±inf by rounding: not judged
+    fmax = torch.finfo(ctx.dtype).max
+    judged = (hi + b < fmax) & (lo - b > -fmax)
+    bad = ~(over <= b) & judged  # NaN is a violation too
     if bad.any():
         pos = _worst(over - b, bad)
         from .calling import PropertyFailure
@@ -114,7 +117,7 @@ def _hull_check(ctx: Ctx, ex):
                               f"[{lo[pos].item():.9g}, {hi[pos].item():.9g}] of h_0, h̃_1..h̃_t by "
                               f"{over[pos].item():.3g} > bound {b[pos].item():.3g} [{call.desc}]",
                               observed=float(over[pos]), bound=float(b[pos]))
-    return float((over.clamp(min=0) / b).max()) if o.numel() else 0.0
+    return float(torch.where(judged, over.clamp(min=0) / b, torch.zeros_like(b)).max()) if o.numel() else 0.0
 
 
 PROPERTIES["convex-hull"] = Property(

@@ -78,7 +78,7 @@ def softplus(x: torch.Tensor) -> torch.Tensor:
 
 def g(x: torch.Tensor) -> torch.Tensor:
     """The paper's positivity map g(x) = x + 0.5 (x ≥ 0), σ(x) (x < 0): continuous, increasing, > 0."""
-    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+    return torch.where(x >= 0, x + 0.5, _sigmoid_value(x))
 
 
 def log_g(x: torch.Tensor) -> torch.Tensor:
@@ -104,24 +104,33 @@ def minlstm_diff(f: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
     return torch.where(both_neg, d_neg, d_mixed)
 
 
+def _sigmoid_value(x: torch.Tensor) -> torch.Tensor:
+    """σ(x) to a few u relative for every x, also where σ(x) is subnormal: eˣ/(1 + eˣ) for x < 0.  (torch.sigmoid on
+    CPU forms 1/(1 + e⁻ˣ), which overflows to 1/inf = 0 in float32 for x ≲ −88.7 although σ(−89.8) = 1.04e-39 is
+    representable — a rnnconf property caught that as a chunk-form failure.)"""
+    e = torch.exp(-x.abs())
+    r = 1 / (1 + e)
+    return torch.where(x >= 0, r, e * r)
+
+
 class _Sigmoid(torch.autograd.Function):
     """σ with the derivative σ(x)·σ(−x): torch's own backward forms y(1 − y), which for y = σ(−z) ≈ 1 loses all
     relative accuracy of the (tiny) derivative — a reference gradient must not."""
 
     @staticmethod
     def forward(ctx, x):
-        y = torch.sigmoid(x)
+        y = _sigmoid_value(x)
         ctx.save_for_backward(x, y)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         x, y = ctx.saved_tensors
-        return grad * y * torch.sigmoid(-x)
+        return grad * y * _sigmoid_value(-x)
 
 
 def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """σ(x), forward as torch.sigmoid (≤ 3 u relative), backward σ(x)σ(−x) to a few u relative."""
+    """σ(x) to a few u relative (subnormal results included), backward σ(x)σ(−x) to a few u relative."""
     return _Sigmoid.apply(x)
 
 
@@ -130,7 +139,7 @@ def _minlstm_gates_value(f: torch.Tensor, i: torch.Tensor):
     pos = M >= 0
     zero, neg1 = torch.zeros_like(f), torch.full_like(f, -1.0)
     # branch A: max logit ≥ 0 (inputs replaced by 0 elsewhere so that no branch divides by 0)
-    sf, si = torch.sigmoid(torch.where(pos, f, zero)), torch.sigmoid(torch.where(pos, i, zero))
+    sf, si = _sigmoid_value(torch.where(pos, f, zero)), _sigmoid_value(torch.where(pos, i, zero))
     den = sf + si
     fa, ia = sf / den, si / den
     # branch B: both logits < 0
@@ -163,7 +172,7 @@ class _MinLSTMGates(torch.autograd.Function):
         f, i, fp, ip = ctx.saved_tensors
         w = fp * ip
         dg = g_fp - g_ip
-        return w * torch.sigmoid(-f) * dg, -(w * torch.sigmoid(-i) * dg)
+        return w * _sigmoid_value(-f) * dg, -(w * _sigmoid_value(-i) * dg)
 
 
 def minlstm_gates(f: torch.Tensor, i: torch.Tensor):
