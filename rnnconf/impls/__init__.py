@@ -4,3 +4,4 @@ from . import (
     hgrn_layer,  # noqa: F401
     mingru,  # noqa: F401
 )
+from . import forgetting_attention  # noqa: F401,E402

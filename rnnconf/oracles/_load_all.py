@@ -10,3 +10,9 @@ register_oracle("minlstm", minlstm_oracle)
 from .hgrn_layer import hgrn_layer_oracle  # noqa: E402
 
 register_oracle("hgrn-layer", hgrn_layer_oracle)
+from .forgetting_attention import forgetting_attention_oracle  # noqa: E402
+
+register_oracle("forgetting-attention", forgetting_attention_oracle)
+from .forgetting_attention import acp_oracle  # noqa: E402
+
+register_oracle("forgetting-attention-acp", acp_oracle)

@@ -28,6 +28,9 @@ class OracleResult:
     exact: dict[str, object] = field(default_factory=dict)
     dps: int = DEFAULT_DPS
     logvalue: dict[str, torch.Tensor] = field(default_factory=dict)  # log-value shadow (see spec.errors)
+    cond: dict[str, torch.Tensor] = field(default_factory=dict)  # additive condition term (see spec.errors)
+    slack: dict[str, torch.Tensor] = field(default_factory=dict)  # deviation the spec itself permits (ACP's ε)
+    aux: dict[str, object] = field(default_factory=dict)  # spec-specific extras (e.g. exact attention weights)
 
 
 def to_mp(t: torch.Tensor):

@@ -117,8 +117,9 @@ class Call:
 def call_target(spec: Spec, target: Target, inputs: dict, dtype: torch.dtype, device: str = "cpu",
                 initial_state: torch.Tensor | None = None, output_final_state: bool = True,
                 cu_seqlens: list[int] | None = None, requires_grad: bool = False, poison: bool = False,
-                extra_kwargs: dict | None = None) -> Call:
-    """Cast float64 ``inputs`` to ``dtype`` on ``device``, call the target, validate the outputs' contract."""
+                extra_kwargs: dict | None = None, raw_return: bool = False) -> Call:
+    """Cast float64 ``inputs`` to ``dtype`` on ``device``, call the target, validate the outputs' contract
+    (``raw_return``: return what the target returned, unvalidated — for spec-specific extra returns)."""
     args = {}
     for a in spec.inputs:
         if a.name not in inputs:
@@ -153,6 +154,8 @@ def call_target(spec: Spec, target: Target, inputs: dict, dtype: torch.dtype, de
     if cu_before is not None and not torch.equal(cu_before, kwargs["cu_seqlens"]):
         raise ContractViolation(f"{desc} modified its cu_seqlens argument in place: "
                                 f"{cu_before.tolist()} became {kwargs['cu_seqlens'].tolist()}")
+    if raw_return:
+        return ret
     conv, raw = _validate(spec, target, ret, args, kwargs, dtype, output_final_state, cu_seqlens, desc)
     leaves = {k: v for k, v in args.items() if v.requires_grad}
     if kwargs.get("initial_state") is not None and kwargs["initial_state"].requires_grad:

@@ -144,7 +144,11 @@ def _time_mask(t0):
     return where
 
 
-@prop("causality-perturb", "perturbing inputs after t leaves outputs up to t bitwise unchanged")
+def _causal_spec(spec, target):
+    return None if spec.extra.get("causal", True) else f"spec {spec.id} is not causal: {spec.notes.split(':')[0]}"
+
+
+@prop("causality-perturb", "perturbing inputs after t leaves outputs up to t bitwise unchanged", applies=_causal_spec)
 def _causal_perturb():
     def draw(ctx: Ctx):
         ex = ctx.draw_inputs(ctx.draw_dims(bounds={"T": (2, None)}))
@@ -167,7 +171,7 @@ def _causal_perturb():
     return draw, check
 
 
-@prop("causality-nan", "NaN/Inf placed in inputs after t never reaches outputs up to t")
+@prop("causality-nan", "NaN/Inf placed in inputs after t never reaches outputs up to t", applies=_causal_spec)
 def _causal_nan():
     def draw(ctx: Ctx):
         ex = ctx.draw_inputs(ctx.draw_dims(bounds={"T": (2, None)}))
@@ -259,7 +263,8 @@ for _axis, _what in (("B", "batch"), ("D", "channel"), ("H", "head")):
       "cu_seqlens is not modified", requires=frozenset({"varlen"}))
 def _varlen():
     def draw(ctx: Ctx):
-        lengths = S.draw_lengths(ctx.data, ctx.profile, ctx.profile.cap("T", 40))
+        cap = ctx.profile.cap("T", 40, ctx.spec.extra.get("family"))
+        lengths = S.draw_lengths(ctx.data, ctx.profile, cap)
         dims = ctx.draw_dims(fixed={"B": 1, "T": sum(lengths)})
         N = len(lengths)
         ex = ctx.draw_inputs(dims, with_state=False)
@@ -379,10 +384,15 @@ def _gradients():
                     raise PropertyFailure(f"d{name}: target returned {'no' if g_obs is None else 'a'} gradient, "
                                           f"reference {'none' if g_ref is None else 'one'} [{tcall.desc}]")
                 continue
-            mag = mags[name]
+            mag, cond, ref_cond = mags[name], None, None
+            if isinstance(mag, tuple):  # (magnitude, condition term) — attention; the cond charges the target's
+                mag, cond = mag  # traits, and the reference's own is taken at its traits
+                ref_cond = _grad_magnitudes(spec, ref_target, ex["inputs"], ex["initial_state"], ex["do"],
+                                            ex["dht"])[name][1]
             lm = G if (G is not None and G.dim() == mag.dim()) else (G.squeeze(1) if G is not None else None)
-            b = spec.error_model.bound(steps, mag, lm, ctx.dtype, ctx.target.traits)
-            b = b + spec.error_model.bound(steps, mag, lm, torch.float64, ref_target.traits)  # the reference's own
+            b = spec.error_model.bound(steps, mag, lm, ctx.dtype, ctx.target.traits, cond=cond)
+            b = b + spec.error_model.bound(steps, mag, lm, torch.float64, ref_target.traits,
+                                           cond=ref_cond)  # the reference's own
             if log_mass is not None:
                 b = b + spec.error_model.accumulate_u(ctx.dtype, ctx.target.traits) * spec.error_model.c_log \
                     * log_mass * mag

@@ -42,15 +42,22 @@ class Profile:
             **kw,
         )
 
-    def cap(self, dim: str, hi: int) -> int:
-        return min(hi, self.size_caps.get(dim, hi))
+    def cap(self, dim: str, hi: int, family: str | None = None) -> int:
+        """``size_caps`` may hold a family-specific cap ``"<family>.<dim>"`` (quadratic oracles need smaller T)."""
+        c = self.size_caps.get(f"{family}.{dim}") if family else None
+        return min(hi, c if c is not None else self.size_caps.get(dim, hi))
 
 
 PROFILES = {
-    "ci": Profile("ci", 10, True, {"T": 70, "D": 40, "B": 3}),
-    "dev": Profile("dev", 30, False, {"T": 130, "D": 64, "B": 4}, database=True),
-    "gpu": Profile("gpu", 60, False, {"T": 520, "D": 96, "B": 4}, device="cuda", database=True),
-    "fuzz": Profile("fuzz", 100_000, False, {"T": 1100, "D": 130, "B": 5}, database=True),
+    # H, K, V: attention specs (quadratic oracles), kept small on the CPU tier
+    "ci": Profile("ci", 10, True, {"T": 70, "D": 40, "B": 3, "H": 2, "K": 16, "V": 16,
+                                   "attention.T": 40, "attention.B": 2}),
+    "dev": Profile("dev", 30, False, {"T": 130, "D": 64, "B": 4, "H": 3, "K": 32, "V": 32, "attention.T": 80},
+                   database=True),
+    "gpu": Profile("gpu", 60, False, {"T": 520, "D": 96, "B": 4, "H": 4, "K": 64, "V": 64}, device="cuda",
+                   database=True),
+    "fuzz": Profile("fuzz", 100_000, False, {"T": 1100, "D": 130, "B": 5, "H": 4, "K": 64, "V": 64},
+                    database=True),
 }
 
 

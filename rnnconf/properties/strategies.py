@@ -21,9 +21,10 @@ SPREADS = (1.0, 0.1, 10.0, 100.0, 1e-3)
 EDGE_FRACTIONS = (0.0, 0.1, 0.5, 1.0)
 
 
-def dim_value(data, dim: Dim, profile: Profile, lo: int | None = None, hi: int | None = None) -> int:
+def dim_value(data, dim: Dim, profile: Profile, lo: int | None = None, hi: int | None = None,
+              family: str | None = None) -> int:
     lo = dim.lo if lo is None else lo
-    hi = profile.cap(dim.name, dim.hi if hi is None else hi)
+    hi = profile.cap(dim.name, dim.hi if hi is None else hi, family)
     edges = [e for e in dim.edges if lo <= e <= hi]
     strat = st.integers(lo, hi)
     if edges:
@@ -40,7 +41,7 @@ def draw_dims(data, spec: Spec, profile: Profile, fixed: dict | None = None, bou
             out[name] = fixed[name]
         else:
             lo, hi = bounds.get(name, (None, None))
-            out[name] = dim_value(data, dim, profile, lo, hi)
+            out[name] = dim_value(data, dim, profile, lo, hi, spec.extra.get("family"))
     return out
 
 

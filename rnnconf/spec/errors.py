@@ -15,6 +15,9 @@ where
     size; ``depth(t)`` is the summation depth of that cumulative sum (0 when the form never forms one).
   * ``u_acc`` is the roundoff of the precision the form accumulates in, ``u_out`` the output dtype's.
   * ``floor`` covers gradual underflow: ``(t+1)·c_step·tiny(dtype)``.
+  * ``cond``: an additive condition term computed by the oracle where the magnitude shadow alone cannot express the
+    error (softmax attention: Σ_j P_ij ε_ij |v_j| + ε̄_i m_i, with ε_ij the roundoffs committed on score ij, see
+    :mod:`rnnconf.spec.softmax`); charged u_acc·cond.
   * forms that hold values as logarithms (``Traits.log_values``, Heinsen's log-space scan) round each log, i.e.
     each contribution carries a relative error u·(|log| of its factors): they are charged u·c_log·E_t with E_t the
     oracle's log-value shadow E_t = a_t E_{t−1} + |b_t|·ℓ_t (+ |h_t|·|log|h_t|| for the final exp).
@@ -108,7 +111,8 @@ class ErrorModel:
         return steps
 
     def bound(self, steps: torch.Tensor, mag: torch.Tensor, logmass: torch.Tensor | None, dtype: torch.dtype,
-              traits: Traits, logvalue: torch.Tensor | None = None) -> torch.Tensor:
+              traits: Traits, logvalue: torch.Tensor | None = None,
+              cond: torch.Tensor | None = None) -> torch.Tensor:
         """Per-element bound.  ``steps``: accumulation length of each element (t+1, broadcastable), ``mag``: magnitude
         shadow, ``logmass``: cumulative |log-gate| mass G (or ``None`` for ops without log-gates), ``logvalue``: the
         log-value shadow E_t (charged only to ``traits.log_values`` forms).  float64."""
@@ -122,4 +126,6 @@ class ErrorModel:
         b = u_acc * coef * mag * (1 + u_out) + u_out * self.c_out * mag
         if traits.log_values and logvalue is not None:
             b = b + u_acc * self.c_log * logvalue * (1 + u_out)
+        if cond is not None:
+            b = b + u_acc * cond * (1 + u_out)
         return b + steps * self.c_step * tiny(dtype)

@@ -15,6 +15,7 @@ from .domains import Domain
 from .errors import ANY_TRAITS, Traits
 
 FEATURES = ("initial_state", "final_state", "varlen", "grad")
+STATELESS = frozenset({"varlen", "grad"})  # what a state-free op (attention) can support
 FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -40,6 +41,7 @@ class Target:
     combine: Callable | None = None
     device: str = "cpu"
     doc: str = ""
+    extras: Mapping[str, object] = field(default_factory=dict)  # spec-specific hooks (e.g. ACP's unpruned twin)
 
     @property
     def id(self) -> str:

@@ -494,6 +494,9 @@ def _bugs() -> list[PlantedBug]:
         _min_api(_minlstm_unnormalized, 3), {"oracle", "gates-sum-to-one"},
         "minLSTM gates σ(f), σ(i) used without the normalisation f′ + i′ = 1",
         "arXiv:2410.01201 minLSTM definition (no anchors.md entry)")
+    from planted_fox import fox_bugs
+
+    fox_bugs(add)
     return B
 
 
