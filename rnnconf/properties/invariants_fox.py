@@ -110,7 +110,9 @@ def acp_draw(ctx: Ctx, positive_gate: bool = False) -> dict:
     γ = 2U − ln ε + θ·ln N: weights just past the threshold are then within a factor N^θ of ε/N each, so a threshold
     without ln N, or pruning judged at the wrong tile corner, puts more than ε on pruned tiles."""
     pattern = ctx.draw(st.sampled_from(["cliff", "random", "slope"]), "acp.pattern")
-    dims = ctx.draw_dims(bounds={"T": (17 if pattern == "cliff" else 2, None)})
+    # structured patterns need ≥ 3 query blocks of 16 for a tile strictly left of the diagonal to exist
+    dims = ctx.draw_dims(bounds={"T": (2, None) if pattern == "random" else (min(33, ctx.profile.cap("T", 33,
+                                                                                  "attention")), None)})
     ex = ctx.draw_inputs(dims)
     ex["log_eps"] = ctx.draw(st.sampled_from([ctx.spec.extra["log_eps"], -4.0]), "log_eps")
     ex["pattern"] = pattern
@@ -123,7 +125,7 @@ def acp_draw(ctx: Ctx, positive_gate: bool = False) -> dict:
         # t* on a tile boundary makes the first row after the cliff a tile's top row, where the rule is tight
         t_star = ctx.draw(st.one_of(st.sampled_from([t for t in (16, 8, 32, 24, 4) if t < T]),
                                     st.integers(1, T - 1)), "acp.t_star")
-        theta = ctx.draw(st.sampled_from([0.5, 0.25, 0.75, 1.25]), "acp.theta")
+        theta = ctx.draw(st.sampled_from([0.5, 1.5, 0.25, 3.0]), "acp.theta")  # > 1: pruning is legitimate
         a = 2.0
         e0 = torch.zeros(K, dtype=torch.float64)
         e0[0] = a
