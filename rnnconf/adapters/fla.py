@@ -260,3 +260,118 @@ for _op in OPS:
         name=_op.adapter_name, spec_id=_op.spec_id, library=LIBRARY, distribution=DISTRIBUTION,
         doc=f"flash-linear-attention {_op.module}.{_op.function}: {_op.doc}",
         build=(lambda op: lambda: build(op))(_op), variants=(lambda op: lambda: variants(op))(_op)))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# fla.ops.forgetting_attn.parallel_forgetting_attn — spec ``forgetting-attention``
+#
+# Read from fla 0.6.0 (fla/ops/forgetting_attn/parallel.py → fla/ops/attn/parallel.py, fla/ops/utils/cumsum.py):
+#
+# * ``parallel_forgetting_attn(q, k, v, g, scale=None, window_size=None, cu_seqlens=None)`` is
+#   ``parallel_attn(q, k, v, g, scale, window_size, cu_seqlens)``: an autograd Function whose forward first forms
+#   ``g_cumsum = chunk_global_cumsum(g, scale=RCP_LN2)`` — one *full-sequence* cumulative sum per (sequence, head),
+#   in float32 (loads ``.to(tl.float32)``, a float32 carry across blocks of BT ∈ {32, 64, 128, 256} steps, the
+#   only autotuned kernel on the path: 48 configs), multiplied by RCP_LN2 = 1.4426950216 (float32's 1/ln 2) after
+#   summation and stored in float32 whatever g's dtype — so D_ij = c_i − c_j is a difference of cumsum entries
+#   (traits ``cumsum="full"``).
+# * ``parallel_attn_fwd_kernel``: flash attention in base 2, one program per (query tile of BT = 128, V block,
+#   batch·head), key tiles of BS = 32 (64 on Hopper-class shared memory; 16 when T ≤ 16): s = tl.dot(q, k)·scale·
+#   RCP_LN2 + gq − gk; running max, accumulator and denominator in float32; P rounded to q's dtype before
+#   tl.dot(P, V); o stored in v's dtype.  K is loaded whole (BK = max(16, next_pow2(K)) ≤ 256, ``assert NK == 1``:
+#   K > 256 raises); V in blocks of BV ≤ 64/128/256; every load is masked, so no K, V or T multiple is required
+#   (nothing narrower than the spec's own dims: K, V ≤ 256, any T ≥ 1).
+# * ``tl.dot`` is called without ``input_precision``: Triton's default, TF32 for float32 operands on NVIDIA tensor-core
+#   GPUs (unless TRITON_F32_DEFAULT says otherwise).  The interpreter's dot is numpy's float32 matmul whatever the
+#   precision asked (triton/runtime/interpreter.py ``create_dot``), so the traits say ``matmul="ieee"`` there and
+#   ``"tf32"`` natively.
+# * float64 inputs are accepted and returned as float64, but the scores' running max, denominator, accumulator, lse
+#   and g_cumsum are float32 (and RCP_LN2 is a float32 constant, off by 1.3e-8 relative).
+# * Backward: ``parallel_attn_bwd_kernel_dq`` and ``_dkv`` recompute P from the saved float32 lse; dg_cumsum of both
+#   kernels summed, then ``chunk_global_cumsum(dg, reverse=True)`` in float32.  No atomics: deterministic.
+# * varlen: ``cu_seqlens`` with B = 1 (``prepare_chunk_indices`` over query tiles), g's cumsum restarts per sequence.
+#
+# The autotuned cumsum kernel lives in fla.ops.utils.cumsum, not in the op's module: the adapter pins it through a
+# namespace holding just that kernel (the other cumsum kernels, also autotuned, are not on this op's path).
+
+def _fox_signature(fn: Callable) -> Callable:
+    """rnnconf's ``fn(q, k, v, g, scale=None, cu_seqlens=None)`` onto fla's (full causal attention: no window)."""
+
+    def call(q, k, v, g, scale=None, cu_seqlens=None):
+        return fn(q, k, v, g, scale=scale, window_size=None, cu_seqlens=cu_seqlens)
+
+    return call
+
+
+def _fox_traits() -> Traits:
+    import os
+
+    from ..kernels._backend import interpreter_active
+
+    if interpreter_active():
+        matmul = "ieee"  # the interpreter's tl.dot is numpy float32 matmul for any input_precision
+    else:
+        matmul = "ieee" if os.environ.get("TRITON_F32_DEFAULT", "").strip().lower() == "ieee" else "tf32"
+    return Traits(accumulate="float32", cumsum="full", matmul=matmul)
+
+
+FOX_OP = FlaOp(
+    "parallel_forgetting_attn", "forgetting-attention", "fla.ops.forgetting_attn", "parallel_forgetting_attn",
+    Traits(accumulate="float32", cumsum="full", matmul="tf32"),  # as built natively; see _fox_traits
+    frozenset({"varlen", "grad"}),  # rnnconf.spec.targets.STATELESS: cu_seqlens and autograd
+    "flash attention in base 2 (query tiles 128, key tiles 32/64), D from a float32 full-sequence cumsum of g "
+    "(chunk_global_cumsum), float32 softmax state, P rounded to the input dtype before P·V; backward dq and dk/dv "
+    "kernels from the saved lse",
+    adapt=_fox_signature)
+
+
+def _fox_autotuned():
+    """A namespace holding the autotuned kernels on parallel_forgetting_attn's path (for pin_autotune)."""
+    import types
+
+    with _quiet():
+        cumsum = importlib.import_module("fla.ops.utils.cumsum")
+    ns = types.ModuleType("fla.ops.forgetting_attn[autotuned]")
+    ns.chunk_global_cumsum_scalar_kernel = cumsum.chunk_global_cumsum_scalar_kernel
+    return ns
+
+
+@functools.lru_cache(maxsize=None)
+def build_fox() -> Target:
+    """The FoX adapter's Target: the cumsum kernel's autotuning natively, pinned to config 0 under the interpreter."""
+    from ..kernels._backend import interpreter_active
+
+    op = replace(FOX_OP, traits=_fox_traits())
+    _, fn = _load(op)
+    tuned = _fox_autotuned()
+    index, note = None, ""
+    if interpreter_active():
+        index = 0
+        note = f"; autotune pinned to config 0 [{_labels(tuned, 0)}] under the Triton interpreter"
+    return _target(op, tuned, fn, index, pin_note=note)
+
+
+@functools.lru_cache(maxsize=None)
+def _fox_variants() -> tuple[tuple[str, Target], ...]:
+    """One Target per distinct cumsum config label (BT, num_warps; configs differing only in num_stages compute the
+    same sums and would share a label)."""
+    from ..kernels._backend import autotune_configs
+
+    op = replace(FOX_OP, traits=_fox_traits())
+    _, fn = _load(op)
+    tuned = _fox_autotuned()
+    counts = [n for _, n in autotune_configs(tuned)]
+    out, seen = [], set()
+    for i in range(min(counts) if counts else 0):
+        label = _labels(tuned, i)
+        if label in seen:
+            continue
+        seen.add(label)
+        out.append((label, _target(op, tuned, fn, i, suffix=f"[{label}]",
+                                   pin_note=f"; autotune pinned to config {i} [{label}]")))
+    return tuple(out)
+
+
+register_adapter(Adapter(
+    name=FOX_OP.adapter_name, spec_id=FOX_OP.spec_id, library=LIBRARY, distribution=DISTRIBUTION,
+    doc=f"flash-linear-attention {FOX_OP.module}.{FOX_OP.function}: {FOX_OP.doc}",
+    build=build_fox, variants=lambda: list(_fox_variants())))
