@@ -14,7 +14,7 @@ def _specs_with_reference():
 def test_reference_form_gradcheck(spec, T):
     target = get_form(f"{spec.id}/{spec.extra['reference_form']}")
     gen = torch.Generator().manual_seed(T)
-    dims = {"B": 2, "T": T, "D": 3, "L": 3}
+    dims = {"B": 2, "T": T, "D": 3, "L": 3, "H": 2, "K": 3, "V": 2}
     inputs = {}
     for a in spec.inputs:
         shape = tuple(dims.get(s, 3) for s in a.shape)
@@ -25,10 +25,18 @@ def test_reference_form_gradcheck(spec, T):
             v = v.abs().clamp(max=0.9) if a.domain.hi <= 1 else v.abs() + 0.1
         inputs[a.name] = v
     state = spec.state_arg
+    names = [a.name for a in spec.inputs if a.differentiable]
+    if state is None:  # state-free (attention): inputs only
+        def g(*vals):
+            kw = dict(inputs)
+            kw.update(zip(names, vals))
+            return target.fn(*[kw[a.name] for a in spec.inputs])
+
+        assert torch.autograd.gradcheck(g, [inputs[n].clone().requires_grad_(True) for n in names])
+        return
     h0 = torch.randn(tuple(dims[s] for s in state.shape), generator=gen, dtype=torch.float64)
     if spec.extra.get("state_dtype") == "complex":
         h0 = torch.complex(h0, torch.randn_like(h0))
-    names = [a.name for a in spec.inputs if a.differentiable]
 
     def f(*vals):
         kw = dict(inputs)
