@@ -51,7 +51,8 @@ def main():
                 t0 = time.perf_counter()
                 oracle(**inputs, dps=args.dps)
                 best = min(best, time.perf_counter() - t0)
-            print(f"{spec.id:12s} T={T:5d} D={D:4d}  {best:8.3f} s/call  ({best / (T * D) * 1e6:6.2f} µs per element-step)")
+            per = best / (T * D) * 1e6
+            print(f"{spec.id:12s} T={T:5d} D={D:4d}  {best:8.3f} s/call  ({per:6.2f} µs per element-step)")
 
 
 if __name__ == "__main__":

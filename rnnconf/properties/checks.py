@@ -428,7 +428,8 @@ def _backward(call, ex, names, dtype, device):
 # ---- combine operator -----------------------------------------------------------------------------------------
 @prop("combine-associative", "the scan's combine operator computes the spec's combine (a₁a₂, a₂b₁ + b₂), checked "
       "in float64, and is associative: (p∘q)∘r = p∘(q∘r) within the bound",
-      applies=lambda s, t: None if t.combine is not None else "target exposes no combine operator")
+      applies=lambda s, t: ("target exposes no combine operator" if t.combine is None else None if
+                            s.extra.get("family") == "diagonal" else "the (a, b) combine of diagonal recurrences only"))
 def _assoc():
     def draw(ctx: Ctx):
         shape = (ctx.draw(st.integers(1, 64), "n"),)
