@@ -40,9 +40,17 @@ class Ctx:
         from hypothesis import strategies as st
 
         ex = {"dims": dict(dims), "inputs": {}, "initial_state": None}
+        unit = self.spec.extra.get("unit_rows", ())
         for a in self.spec.inputs:
             ex["inputs"][a.name] = S.draw_tensor(self.data, prefix + a.name, self.domain(a.name),
                                                  S.shape_of(a.shape, dims), self.dtype)
+            if a.name in unit:  # the spec draws this argument L2-normalised along its last axis
+                v = ex["inputs"][a.name]
+                spread = self.draw(st.sampled_from([0.0, 1e-3, 1e-6]), prefix + a.name + ".collinear") \
+                    if v.dim() >= 2 and v.shape[1] > 1 else 0.0
+                if spread:  # near-collinear rows: one direction plus a small perturbation (ill-conditioned WY)
+                    v = v[:, :1] + spread * v
+                ex["inputs"][a.name] = S.unit_rows(v, self.dtype)
         st_arg = self.spec.state_arg
         if st_arg is not None and "initial_state" in self.target.supports:
             use = with_state if with_state is not None else self.draw(st.booleans(), prefix + "initial_state")
@@ -78,6 +86,8 @@ class Ctx:
     # ---- judging ---------------------------------------------------------------------------------------------
     def bound(self, res, name: str, extra_steps: float = 0.0) -> torch.Tensor:
         em = self.spec.error_model
+        if "form_adjust" in res.aux:  # ingredients that depend on how the form evaluates (chunk conditioning)
+            res = res.aux["form_adjust"](res, self.target.traits)
         lm = res.logmass.get(name)
         b = em.bound(res.steps[name] + extra_steps, res.mag[name], lm, self.dtype, self.target.traits,
                      res.logvalue.get(name), res.cond.get(name))

@@ -145,4 +145,5 @@ def _fixed_check(ctx: Ctx, ex):
 PROPERTIES["gates-sum-to-one"] = Property(
     "gates-sum-to-one", "h̃_t ≡ h_0 is a fixed point: h_t = h_0 (the gate coefficients sum to 1)",
     _fixed_draw, _fixed_check, applies=_for("mingru", "minlstm"))
-from . import invariants_fox  # noqa: F401,E402  (FoX and ACP)
+# family invariants living in their own modules (they import PROPERTIES from checks, not from here)
+from . import invariants_aaren, invariants_delta, invariants_fox  # noqa: E402,F401

@@ -121,3 +121,13 @@ def draw_lengths(data, profile: Profile, cap: int) -> list[int]:
     """Sequence lengths for a varlen batch, with 0 and 1 among the values a draw favours."""
     length = st.one_of(st.sampled_from([0, 1]), st.integers(0, cap))
     return data.draw(st.lists(length, min_size=1, max_size=4), label="seqlens")
+
+
+def unit_rows(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Rows scaled to unit L2 norm (a zero row becomes e₀), then rounded to ``dtype`` (‖·‖ = 1 up to that rounding)."""
+    if v.numel() == 0:
+        return v
+    n = v.norm(dim=-1, keepdim=True)
+    e0 = torch.zeros_like(v)
+    e0[..., 0] = 1.0
+    return round_to(torch.where(n > 0, v / n.clamp(min=1e-300), e0), dtype)

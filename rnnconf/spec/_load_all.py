@@ -1,7 +1,9 @@
 """Importing this module registers every built-in spec (one module per model family)."""
 from . import (
+    aaren,  # noqa: F401,E402
+    delta,  # noqa: F401,E402
+    forgetting_attention,  # noqa: F401,E402
     hgrn,  # noqa: F401
     hgrn_layer,  # noqa: F401
     mingru,  # noqa: F401
 )
-from . import forgetting_attention  # noqa: F401,E402

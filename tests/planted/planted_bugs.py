@@ -497,6 +497,12 @@ def _bugs() -> list[PlantedBug]:
     from planted_fox import fox_bugs
 
     fox_bugs(add)
+    from planted_delta import delta_bugs
+
+    delta_bugs(add)
+    from planted_aaren import aaren_bugs
+
+    aaren_bugs(add)
     return B
 
 

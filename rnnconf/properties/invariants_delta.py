@@ -1,0 +1,108 @@
+"""Invariant properties of the delta-rule family, observed through a target's outputs (the spectral facts of the
+transitions themselves are checked on generated inputs in tests/spec/test_delta_invariants.py)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from hypothesis import strategies as st
+
+from .calling import PropertyFailure
+from .checks import PROPERTIES, Property
+from .context import Ctx
+
+_SPECS = ("delta-rule", "gated-delta-rule")
+
+
+def _for(s, t):
+    return None if s.id in _SPECS else f"invariant of {', '.join(_SPECS)} only"
+
+
+def _needs_state(s, t):
+    miss = {"initial_state", "final_state"} - set(t.supports)
+    return f"target does not support {', '.join(sorted(miss))}" if miss else _for(s, t)
+
+
+def _zero_write_draw(orthogonal: bool):
+    def draw(ctx: Ctx):
+        ex = ctx.draw_inputs(ctx.draw_dims(), with_state=True)
+        i = ex["inputs"]
+        i["v"] = torch.zeros_like(i["v"])
+        if orthogonal:
+            i["beta"] = torch.full_like(i["beta"], 2.0)
+            if "g" in i:
+                i["g"] = torch.zeros_like(i["g"])
+        return ex
+
+    return draw
+
+
+def _norm_check(orthogonal: bool):
+    def check(ctx: Ctx, ex):
+        """v ≡ 0 ⇒ S_T = (Π α_t A_t) S_0 with ‖A_t‖₂ = max(1, |1 − β‖k‖²|): ‖S_T‖_F ≤ Π α_t ρ_t ‖S_0‖_F; with β ≡ 2
+        and g ≡ 0 every A_t is a Householder reflection (orthogonal) and ‖S_T‖_F = ‖S_0‖_F (ρ_t from the exact,
+        rounded keys, so ‖k‖² = 1 ± u counts).  Judged within the Frobenius norm of the elementwise error bound."""
+        i = ex["inputs"]
+        call = ctx.call(i, ex["initial_state"])
+        res = ctx.oracle(i, ex["initial_state"])
+        S0 = ex["initial_state"].norm(dim=(-2, -1))
+        kn2 = (i["k"] ** 2).sum(-1)
+        rho = torch.maximum(torch.ones_like(kn2), (1 - i["beta"] * kn2).abs())
+        if "g" in i:
+            rho = rho * torch.exp(i["g"])
+        lim_hi = S0 * rho.prod(1)  # [B, H]
+        got = call.outputs["final_state"].norm(dim=(-2, -1))
+        slack = ctx.bound(res, "final_state").norm(dim=(-2, -1))
+        excess = got - lim_hi - slack
+        if orthogonal:
+            rho_lo = torch.minimum(torch.ones_like(kn2), (1 - i["beta"] * kn2).abs()).prod(1)
+            excess = torch.maximum(excess, S0 * rho_lo - slack - got)
+        bad = ~(excess <= 0)
+        if bool(bad.any()):
+            b, h = (int(x) for x in bad.nonzero()[0])
+            what = "preserve" if orthogonal else "not increase"
+            raise PropertyFailure(f"‖S_T‖_F = {float(got[b, h]):.9g} vs ‖S_0‖_F = {float(S0[b, h]):.9g} (b={b}, h={h}):"
+                                  f" with v ≡ 0{' and β ≡ 2' if orthogonal else ''} the transitions must {what} the "
+                                  f"norm (slack {float(slack[b, h]):.3g}) [{call.desc}]",
+                                  observed=float(got[b, h]), bound=float(lim_hi[b, h] + slack[b, h]))
+        return float(((got - lim_hi).clamp(min=0) / slack.clamp(min=1e-300)).max()) if got.numel() else 0.0
+
+    return check
+
+
+PROPERTIES["delta-nonexpansive"] = Property(
+    "delta-nonexpansive", "v ≡ 0: ‖S_T‖_F ≤ Π α_t ‖A_t‖₂ ‖S_0‖_F (≤ ‖S_0‖_F for unit keys, β ∈ [0, 2])",
+    _zero_write_draw(False), _norm_check(False), applies=_needs_state)
+PROPERTIES["delta-orthogonal"] = Property(
+    "delta-orthogonal", "v ≡ 0, β ≡ 2, g ≡ 0: Householder transitions, ‖S_T‖_F = ‖S_0‖_F",
+    _zero_write_draw(True), _norm_check(True), applies=_needs_state)
+
+
+def _retrieval_draw(ctx: Ctx):
+    ex = ctx.draw_inputs(ctx.draw_dims())
+    i = ex["inputs"]
+    T = ex["dims"]["T"]
+    t = ctx.draw(st.integers(0, T - 1), "retrieval t")
+    K = i["k"].shape[-1]
+    i["beta"][:, t] = 1.0
+    i["q"][:, t] = i["k"][:, t] * math.sqrt(K)  # o_t = S_tᵀ (s·q_t) = S_tᵀ k_t  (s = 1/√K, exact for K = 4^m)
+    ex["t"] = t
+    return ex
+
+
+def _retrieval_check(ctx: Ctx, ex):
+    """β_t = 1, unit k_t: S_t = (I − k kᵀ)·(…) + k v_tᵀ ⇒ S_tᵀ k_t = v_t — the value just written is read back.
+    Judged against v_t with the oracle's bound plus the exact deviation |oracle − v_t| (keys are unit only up to
+    their rounding, and s·√K is 1 only up to rounding)."""
+    i, t = ex["inputs"], ex["t"]
+    call = ctx.call(i, ex["initial_state"])
+    res = ctx.oracle(i, ex["initial_state"])
+    want = i["v"][:, t]
+    dev = (res.values["o"][:, t] - want).abs()
+    return ctx.expect_close(f"o[:, {t}] with β_t = 1, q_t ∝ k_t (must read back v_t)", call.outputs["o"][:, t],
+                            want, ctx.bound(res, "o")[:, t] + dev, call.desc, source="v_t (exact retrieval)")
+
+
+PROPERTIES["delta-retrieval"] = Property(
+    "delta-retrieval", "β_t = 1 with a unit key: S_tᵀ k_t = v_t (exact retrieval)", _retrieval_draw,
+    _retrieval_check, applies=_for)
