@@ -317,7 +317,12 @@ def _grad_magnitudes(spec, target, inputs, h0, do, dht):
     if spec.extra.get("family") == "diagonal":
         return diagonal.grad_magnitudes(spec.extra["coeffs"], inputs, h0, do, dht, spec.extra.get("log_a"), cumsum)
     fn = spec.extra.get("grad_magnitudes")
-    return fn(inputs, h0, do, dht, cumsum=cumsum) if fn else None
+    if fn is None:
+        return None
+    import inspect
+
+    kw = {"traits": target.traits} if "traits" in inspect.signature(fn).parameters else {}
+    return fn(inputs, h0, do, dht, cumsum=cumsum, **kw)
 
 
 def _grads_applicable(spec, target):

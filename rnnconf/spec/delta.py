@@ -112,8 +112,105 @@ def _make(spec_id, title, paper, gated):
         ),
         error_model=DELTA_ERROR,
         extra={"family": "matrix", "reference_form": "sequential", "independent_axes": ("B", "H"),
-               "unit_rows": ("k",), "chunk_condition": chunk_condition, "gated": gated},
+               "unit_rows": ("k",), "chunk_condition": chunk_condition, "gated": gated,
+               "grad_magnitudes": delta_grad_magnitudes},
     ))
+
+
+def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None) -> dict:
+    """(magnitude, cond) per gradient, normwise like the forward model (float64, broadcast to each input's shape).
+
+    Adjoint: Λ_t = ∂L/∂S_t = s q_t do_tᵀ + A_{t+1}ᵀ Λ_{t+1} (+ dht at T), with rounding error
+    F_t = ρ_{t+1}F_{t+1} + f_t,
+    f_t = (K + 4)(1 + |β|‖k‖²)‖Λ_{t+1}‖ + (V + 2)s‖q_t‖‖do_t‖ (mirror of the forward e_t); the forward error E_t as in
+    the module docstring.  With u_t = S_{t−1}ᵀk_t:  dq_t = s S_t do_t,  dv_t = β Λ_tᵀ k_t,
+    dβ_t = k_tᵀ Λ_t (v_t − α u_t),  dk_t = β Λ_t (v_t − α u_t) − αβ S_{t−1} Λ_tᵀ k_t,
+    dg_t = α ⟨Λ_t, S_{t−1} − β k_t u_tᵀ⟩,  dS_0 = A_1ᵀ Λ_1.  Each is charged (error of its factors) × (norms of the
+    others) + (length of its longest dot or sum + 4) × its magnitude.  Chunkwise forms multiply e_t and f_t by their
+    chunk's 1 + C·κ_∞(I + A), as in the forward."""
+    q, k, v, beta = (inputs[n].double() for n in ("q", "k", "v", "beta"))
+    g = inputs.get("g")
+    g = g.double() if g is not None else None
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    s = 1.0 / math.sqrt(K)
+    al = torch.exp(g) if g is not None else torch.ones_like(beta)
+    kn = k.norm(dim=-1)
+    vn = v.norm(dim=-1)
+    qn = s * q.norm(dim=-1)
+    don = do.double().norm(dim=-1)
+    kap = torch.ones(B, T, H, dtype=torch.float64)
+    if traits is not None and traits.chunk_size and T:
+        kap = 1 + traits.chunk_size * chunk_condition(k, beta, g, traits.chunk_size)
+    rho = al * torch.maximum(torch.ones_like(beta), (1 - beta * kn**2).abs())
+    S = h0.double() if h0 is not None else torch.zeros(B, H, K, V, dtype=torch.float64)
+    Sn_prev, Sn, un, E_prev, E = [], [], [], [], []
+    Et = torch.zeros(B, H, dtype=torch.float64)
+    for t in range(T):
+        n_prev = S.norm(dim=(-2, -1))
+        Sn_prev.append(n_prev)
+        E_prev.append(Et)
+        u_t = torch.einsum("bhk,bhkv->bhv", k[:, t], S)
+        un.append(u_t.norm(dim=-1))
+        S = al[:, t, :, None, None] * (S - beta[:, t, :, None, None] * k[:, t, :, :, None] * u_t[..., None, :]) \
+            + beta[:, t, :, None, None] * k[:, t, :, :, None] * v[:, t, :, None, :]
+        e = (K + 4) * (1 + beta[:, t].abs() * kn[:, t] ** 2) * n_prev + 4 * beta[:, t].abs() * kn[:, t] * vn[:, t]
+        Et = rho[:, t] * Et + e * kap[:, t]
+        Sn.append(S.norm(dim=(-2, -1)))
+        E.append(Et)
+    # adjoint norms
+    Ln = [None] * T
+    F = [None] * T
+    Lam = dht.double().norm(dim=(-2, -1)) if dht is not None else torch.zeros(B, H, dtype=torch.float64)
+    Ft = torch.zeros(B, H, dtype=torch.float64)
+    for t in reversed(range(T)):
+        local = qn[:, t] * don[:, t]
+        nxt = rho[:, t + 1] if t + 1 < T else torch.ones_like(Lam)
+        f = (V + 2) * local + ((K + 4) * (1 + beta[:, t + 1].abs() * kn[:, t + 1] ** 2) * Lam if t + 1 < T else 0)
+        Ft = nxt * Ft + f * kap[:, t]
+        Lam = local + nxt * Lam
+        Ln[t], F[t] = Lam, Ft
+    z = torch.zeros(B, 0, H, dtype=torch.float64)
+    st = (lambda xs: torch.stack(xs, 1) if T else z)  # noqa: E731
+    Sp, Sc, U, Ep, Ec, L, Fv = st(Sn_prev), st(Sn), st(un), st(E_prev), st(E), st(Ln), st(F)
+    b, a = beta.abs(), al
+    w = vn + a * U  # ‖v − αu‖ ≤ ‖v‖ + α‖u‖
+    out = {}
+    m_q = s * Sc * don  # s‖S_t‖‖do_t‖
+    out["q"] = (m_q, s * don * Ec + (V + 4) * m_q)
+    m_v = b * L * kn
+    out["v"] = (m_v, b * kn * Fv + (K + 4) * m_v)
+    m_b = kn * L * w
+    out["beta"] = (m_b, kn * Fv * w + kn * L * a * kn * Ep + (K + V + 4) * m_b)
+    m_k = b * L * w + a * b * Sp * L * kn
+    out["k"] = (m_k, b * Fv * w + b * L * a * kn * Ep + a * b * (Ep * L * kn + Sp * Fv * kn) + (K + V + 4) * m_k)
+    if g is not None:
+        m_g = a * L * Sp * (1 + b * kn**2)
+        c_g = a * Fv * Sp * (1 + b * kn**2) + a * L * Ep * (1 + b * kn**2) + (K * V + K + 4) * m_g
+        if traits is not None and traits.chunk_size and T:
+            # chunk forms differentiate through within-chunk cumulative sums G: dg_t = Σ_{i ≥ t in its chunk} ∂L/∂G_i,
+            # whose pieces (query read e^{G_i}, decays Γ, the carry e^{G_C − G_i}) cancel — charge their magnitudes
+            piece = L * (Sp + Sc) * (1 + b * kn**2) + qn * don * Sc
+            rev = torch.zeros_like(piece)
+            C = traits.chunk_size
+            for c0 in range(0, T, C):
+                blk = piece[:, c0:c0 + C]
+                rev[:, c0:c0 + C] = torch.flip(torch.cumsum(torch.flip(blk, [1]), 1), [1])
+            m_g = m_g + rev
+            c_g = c_g + (K * V + 2 * C + 4) * rev * kap
+        out["g"] = (m_g, c_g)
+    L0 = (rho[:, 0] * L[:, 0] if T else (dht.double().norm(dim=(-2, -1)) if dht is not None
+                                          else torch.zeros(B, H, dtype=torch.float64)))
+    F0 = (rho[:, 0] * Fv[:, 0] + (K + 4) * (1 + b[:, 0] * kn[:, 0] ** 2) * L[:, 0] if T else torch.zeros_like(L0))
+    expand = {"q": K, "k": K, "v": V}
+    res = {}
+    for name, (m, c) in out.items():
+        if name in expand:
+            res[name] = (m[..., None].expand(B, T, H, expand[name]), c[..., None].expand(B, T, H, expand[name]))
+        else:
+            res[name] = (m, c)
+    res["initial_state"] = (L0[..., None, None].expand(B, H, K, V), F0[..., None, None].expand(B, H, K, V))
+    return res
 
 
 DELTA_RULE = _make("delta-rule", "DeltaNet delta rule (matrix state)", "arXiv:2406.06484", gated=False)
