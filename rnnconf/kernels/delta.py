@@ -1,0 +1,259 @@
+"""Triton fused-recurrent kernels for ``delta-rule`` and ``gated-delta-rule`` — forward and backward.
+
+fla's signatures: ``fn(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None)``
+and, gated, ``fn(q, k, v, g, beta, ...)``; q, k [B, T, H, K], v [B, T, H, V], beta, g [B, T, H], state [N, H, K, V].
+
+Forward: one program per (V block of BV columns, sequence·head).  The K×BV block of the state S lives in registers
+(K padded to BK = next_power_of_2(K) ≥ 16, masked) and a loop over t applies
+
+    u_t = k_tᵀ S_{t−1};  S_t = α_t (S_{t−1} − β_t k_t u_tᵀ) + β_t k_t v_tᵀ;  o_t = S_tᵀ (s q_t)
+
+(α_t = exp(g_t), α ≡ 1 ungated) in the sequential form's order.  Every reduction is over K, which one program holds
+whole, so the V blocks are independent.  When gradients are needed the forward also stores every S_t in the
+accumulation dtype ([B·T, H, K, V]); the backward needs S_{t−1} and S_t, and recomputing them by running the
+recurrence backwards would divide by det A_t = α_t(1 − β_t‖k_t‖²), which vanishes at β‖k‖² = 1.
+
+Backward: the reverse-time adjoint D_t = ∂L/∂S_t (D_{T} starts at d S_T, or 0), per step t = L−1 … 0:
+
+    D ← D + (s q_t) do_tᵀ;   z = Dᵀk_t (V);   P = S_{t−1} − β k_t u_tᵀ
+    dq_t = s S_t do_t;       dv_t = β z;       dβ_t = z·(v_t − α u_t)
+    dk_t = β (D (v_t − α u_t) − α S_{t−1} z);  dg_t = α (⟨D, S_{t−1}⟩ − β z·u_t)  (= ⟨D, α P⟩)
+    D ← α (D − β k_t zᵀ)      (= A_tᵀ D, A_t symmetric)
+
+and d S_0 = D after the loop (= d S_T for an empty sequence).  dq, dk, dβ, dg sum over V: each V block stores its
+partial sums in the accumulation dtype and the host adds them (V blocks are few; deterministic).  dv is complete per
+block.
+
+Varlen runs in-kernel: with ``cu_seqlens`` (B = 1) program n reads tokens [cu_n, cu_{n+1}).  Accumulation in float32
+(float64 for float64 inputs), exp via libdevice natively (:func:`rnnconf.kernels.hgrn.exp_`); no ``tl.dot``, so no
+TF32 question.  Block sizes are fixed functions of (K, V), never autotuned: results are deterministic.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+from torch.autograd.function import once_differentiable
+
+from ..spec.errors import Traits
+from ..spec.targets import FEATURES, Target, register_form
+from .hgrn import _check_device, exp_, seq_bounds, upcast
+
+
+@triton.jit(do_not_specialize=["T"])
+def _delta_fwd_kernel(q, k, v, beta, g, h0, o, ht, sbuf, cu, sc, T, H, K, V,
+                      BK: tl.constexpr, BV: tl.constexpr, GATED: tl.constexpr, USE_H0: tl.constexpr,
+                      STORE_HT: tl.constexpr, STORE_S: tl.constexpr, IS_VARLEN: tl.constexpr, F64: tl.constexpr):
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, L = seq_bounds(cu, i_n, T, IS_VARLEN)
+    rk = tl.arange(0, BK)
+    rv = i_v * BV + tl.arange(0, BV)
+    mk, mv = rk < K, rv < V
+    m2 = mk[:, None] & mv[None, :]
+    scale = upcast(tl.load(sc), F64)
+    hoff = (i_nh.to(tl.int64) * K + rk[:, None]) * V + rv[None, :]
+    soff = rk[:, None] * V + rv[None, :]
+    S = upcast(tl.zeros([BK, BV], dtype=tl.float32), F64)
+    if USE_H0:
+        S += upcast(tl.load(h0 + hoff, mask=m2, other=0.0), F64)
+    for t in range(0, L):
+        r = (bos + t) * H + i_h
+        kt = upcast(tl.load(k + r * K + rk, mask=mk, other=0.0), F64)
+        qt = upcast(tl.load(q + r * K + rk, mask=mk, other=0.0), F64) * scale
+        vt = upcast(tl.load(v + r * V + rv, mask=mv, other=0.0), F64)
+        bt = upcast(tl.load(beta + r), F64)
+        u = tl.sum(kt[:, None] * S, 0)
+        S = S - bt * kt[:, None] * u[None, :]
+        if GATED:
+            S = exp_(upcast(tl.load(g + r), F64)) * S
+        S = S + bt * kt[:, None] * vt[None, :]
+        tl.store(o + r * V + rv, tl.sum(qt[:, None] * S, 0), mask=mv)
+        if STORE_S:
+            tl.store(sbuf + r * K * V + soff, S, mask=m2)
+    if STORE_HT:
+        tl.store(ht + hoff, S, mask=m2)
+
+
+@triton.jit(do_not_specialize=["T", "TT"])
+def _delta_bwd_kernel(q, k, v, beta, g, h0, sbuf, do, dht, dq, dk, dv, dbeta, dg, dh0, cu, sc, T, TT, H, K, V,
+                      BK: tl.constexpr, BV: tl.constexpr, GATED: tl.constexpr, USE_H0: tl.constexpr,
+                      USE_DHT: tl.constexpr, IS_VARLEN: tl.constexpr, F64: tl.constexpr):
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, L = seq_bounds(cu, i_n, T, IS_VARLEN)
+    rk = tl.arange(0, BK)
+    rv = i_v * BV + tl.arange(0, BV)
+    mk, mv = rk < K, rv < V
+    m2 = mk[:, None] & mv[None, :]
+    scale = upcast(tl.load(sc), F64)
+    hoff = (i_nh.to(tl.int64) * K + rk[:, None]) * V + rv[None, :]
+    soff = rk[:, None] * V + rv[None, :]
+    D = upcast(tl.zeros([BK, BV], dtype=tl.float32), F64)
+    if USE_DHT:
+        D += upcast(tl.load(dht + hoff, mask=m2, other=0.0), F64)
+    S0 = upcast(tl.zeros([BK, BV], dtype=tl.float32), F64)
+    if USE_H0:
+        S0 += upcast(tl.load(h0 + hoff, mask=m2, other=0.0), F64)
+    pbase = i_v.to(tl.int64) * TT * H  # this V block's slice of the partial-sum buffers
+    for i in range(0, L):
+        t = L - 1 - i
+        r = (bos + t) * H + i_h
+        kt = upcast(tl.load(k + r * K + rk, mask=mk, other=0.0), F64)
+        qt = upcast(tl.load(q + r * K + rk, mask=mk, other=0.0), F64) * scale
+        vt = upcast(tl.load(v + r * V + rv, mask=mv, other=0.0), F64)
+        dot = upcast(tl.load(do + r * V + rv, mask=mv, other=0.0), F64)
+        bt = upcast(tl.load(beta + r), F64)
+        if GATED:
+            a = exp_(upcast(tl.load(g + r), F64))
+        else:
+            a = bt * 0.0 + 1.0
+        St = upcast(tl.load(sbuf + r * K * V + soff, mask=m2, other=0.0), F64)
+        has_prev = (rk[:, None] * 0 + t) > 0  # a tensor condition (a python bool mask breaks the interpreter)
+        Sp = upcast(tl.load(sbuf + (r - H) * K * V + soff, mask=m2 & has_prev, other=0.0), F64)
+        Sp = tl.where(has_prev, Sp, S0)  # S_{t−1}: S_0 at t = 0
+        D = D + qt[:, None] * dot[None, :]
+        u = tl.sum(kt[:, None] * Sp, 0)
+        z = tl.sum(kt[:, None] * D, 0)
+        w = vt - a * u
+        tl.store(dv + r * V + rv, bt * z, mask=mv)
+        tl.store(dq + (pbase + r) * K + rk, tl.sum(St * dot[None, :], 1) * scale, mask=mk)
+        tl.store(dk + (pbase + r) * K + rk, bt * (tl.sum(D * w[None, :], 1) - a * tl.sum(Sp * z[None, :], 1)),
+                 mask=mk)
+        tl.store(dbeta + pbase + r, tl.sum(z * w, 0))
+        if GATED:
+            tl.store(dg + pbase + r, a * (tl.sum(tl.sum(D * Sp, 1), 0) - bt * tl.sum(z * u, 0)))
+        D = a * (D - bt * kt[:, None] * z[None, :])
+    if USE_H0:
+        tl.store(dh0 + hoff, D, mask=m2)
+
+
+def _pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def blocks(K: int, V: int) -> tuple[int, int, int]:
+    """(BK, BV, num_warps): K whole (padded to a power of two ≥ 16), V in blocks of ≤ 32 columns with BK·BV ≤ 8192."""
+    BK = max(16, _pow2(K))
+    BV = max(1, min(_pow2(V), 32, max(1, 8192 // BK)))
+    return BK, BV, 4 if BK * BV >= 2048 else (2 if BK * BV >= 512 else 1)
+
+
+class _DeltaFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, cu, N, scale, output_final_state, bv, q, k, v, beta, g, h0):
+        ctx.set_materialize_grads(False)
+        B, T, H, K = q.shape
+        V = v.shape[-1]
+        dev = q.device
+        f64 = any(x is not None and x.dtype == torch.float64 for x in (q, k, v, beta, g, h0))
+        acc = torch.float64 if f64 else torch.float32
+        need_grad = any(ctx.needs_input_grad[5:])
+        sc = torch.full((1,), scale, dtype=acc, device=dev)
+        o = torch.empty(B, T, H, V, dtype=q.dtype, device=dev)
+        ht = torch.empty(N, H, K, V, dtype=q.dtype, device=dev) if output_final_state else None
+        sbuf = torch.empty(B * T, H, K, V, dtype=acc, device=dev) if need_grad else None
+        BK, BV, nw = blocks(K, V)
+        BV = bv or BV
+        if N * H and V:
+            _delta_fwd_kernel[(triton.cdiv(V, BV), N * H)](
+                q, k, v, beta, g if g is not None else beta, h0, o, ht, sbuf, cu, sc, T, H, K, V,
+                BK=BK, BV=BV, GATED=g is not None, USE_H0=h0 is not None, STORE_HT=ht is not None,
+                STORE_S=need_grad, IS_VARLEN=cu is not None, F64=f64, num_warps=nw)
+        ctx.meta = (N, BK, BV, nw, f64, g is not None, h0 is not None)
+        ctx.save_for_backward(cu, sc, sbuf, q, k, v, beta, g, h0)
+        return o, ht
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, do, dht):
+        cu, sc, sbuf, q, k, v, beta, g, h0 = ctx.saved_tensors
+        N, BK, BV, nw, f64, gated, has_h0 = ctx.meta
+        B, T, H, K = q.shape
+        V = v.shape[-1]
+        acc = torch.float64 if f64 else torch.float32
+        dev = q.device
+        NV = triton.cdiv(V, BV) if V else 0
+        do = do.contiguous() if do is not None else torch.zeros(B, T, H, V, dtype=q.dtype, device=dev)
+        dht = dht.contiguous() if dht is not None else None
+        dq = torch.zeros(NV, B * T, H, K, dtype=acc, device=dev)
+        dk = torch.zeros(NV, B * T, H, K, dtype=acc, device=dev)
+        dv = torch.zeros(B * T, H, V, dtype=acc, device=dev)
+        dbeta = torch.zeros(NV, B * T, H, dtype=acc, device=dev)
+        dg = torch.zeros(NV, B * T, H, dtype=acc, device=dev) if gated else None
+        dh0 = torch.empty(N, H, K, V, dtype=acc, device=dev) if has_h0 else None
+        if N * H and V:
+            _delta_bwd_kernel[(NV, N * H)](
+                q, k, v, beta, g if gated else beta, h0, sbuf, do, dht, dq, dk, dv, dbeta,
+                dg if gated else dbeta, dh0, cu, sc, T, B * T, H, K, V,
+                BK=BK, BV=BV, GATED=gated, USE_H0=has_h0, USE_DHT=dht is not None, IS_VARLEN=cu is not None,
+                F64=f64, num_warps=nw)
+
+        def fold(x, like):
+            return x.sum(0).view(like.shape).to(like.dtype)
+
+        gq = fold(dq, q)
+        gk = fold(dk, k)
+        gv = dv.view(v.shape).to(v.dtype)
+        gb = fold(dbeta, beta)
+        gg = fold(dg, g) if gated else None
+        gh0 = dh0.to(h0.dtype) if has_h0 else None
+        return None, None, None, None, None, gq, gk, gv, gb, gg, gh0
+
+
+def fused_recurrent_delta(q, k, v, beta, g=None, scale=None, initial_state=None, output_final_state=False,
+                          cu_seqlens=None, _bv=None):
+    """Delta rule (gated when ``g`` is given) with fla's conventions; returns (o, final_state or None).
+
+    ``_bv`` overrides the V block width (tests use it to exercise several V blocks on small V)."""
+    if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3] or beta.shape != q.shape[:3] \
+            or (g is not None and g.shape != q.shape[:3]):
+        raise ValueError(f"delta: shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}, "
+                         f"beta {tuple(beta.shape)}" + ("" if g is None else f", g {tuple(g.shape)}") +
+                         " do not match q, k [B, T, H, K], v [B, T, H, V], beta, g [B, T, H]")
+    _check_device(q)
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    s = 1.0 / math.sqrt(K) if scale is None else float(scale)
+    cu = None
+    if cu_seqlens is not None:
+        if B != 1:
+            raise ValueError(f"delta: varlen (cu_seqlens) needs batch size 1, got {B}")
+        cu = cu_seqlens.to(device=q.device).contiguous()
+        if cu.dtype not in (torch.int32, torch.int64):
+            cu = cu.long()
+        N = cu.numel() - 1
+        if N < 0 or int(cu[0]) != 0 or int(cu[-1]) != T or bool((cu[1:] < cu[:-1]).any()):
+            raise ValueError(f"delta: cu_seqlens must rise from 0 to T={T}, got {cu.tolist()}")
+    else:
+        N = B
+    h0 = None
+    if initial_state is not None:
+        h0 = initial_state.to(device=q.device).contiguous()
+        if tuple(h0.shape) != (N, H, K, V):
+            raise ValueError(f"delta: initial_state must be [{N}, {H}, {K}, {V}], got {tuple(h0.shape)}")
+    q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
+    g = g.contiguous() if g is not None else None
+    return _DeltaFunction.apply(cu, N, s, bool(output_final_state), _bv, q, k, v, beta, g, h0)
+
+
+def delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+    """DeltaNet, fused recurrent Triton kernel (forward and backward)."""
+    return fused_recurrent_delta(q, k, v, beta, None, scale, initial_state, output_final_state, cu_seqlens)
+
+
+def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+    """Gated DeltaNet, fused recurrent Triton kernel (forward and backward); fla's order: g before beta."""
+    return fused_recurrent_delta(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens)
+
+
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_TRAITS = Traits(accumulate="float32", cumsum="none")
+
+for _sid, _fn in (("delta-rule", delta_rule), ("gated-delta-rule", gated_delta_rule)):
+    register_form(Target(_sid, "triton-fused", _fn, kind="triton", traits=_TRAITS, dtypes=_DTYPES,
+                         supports=frozenset(FEATURES), deterministic=True,
+                         doc="Triton: one program per (V block, sequence·head), K×BV state in registers, loop over "
+                             "t; fp32 accumulation; backward = reverse-time adjoint over stored per-step states"))
