@@ -375,3 +375,186 @@ register_adapter(Adapter(
     name=FOX_OP.adapter_name, spec_id=FOX_OP.spec_id, library=LIBRARY, distribution=DISTRIBUTION,
     doc=f"flash-linear-attention {FOX_OP.module}.{FOX_OP.function}: {FOX_OP.doc}",
     build=build_fox, variants=lambda: list(_fox_variants())))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# fla.ops.delta_rule / fla.ops.gated_delta_rule — specs ``delta-rule`` and ``gated-delta-rule``
+#
+# Read from fla 0.6.0 (fla/ops/delta_rule/{fused_recurrent,chunk,wy_fast}.py, fla/ops/gated_delta_rule/
+# {fused_recurrent,chunk,chunk_fwd,wy_fast}.py, fla/ops/common/{chunk_delta_h,chunk_o,chunk_scaled_dot_kkt}.py,
+# fla/ops/utils/{cumsum,solve_tril,op}.py):
+#
+# * ``fused_recurrent_delta_rule(q, k, v, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel,
+#   cu_seqlens)``: one program per (sequence·head, V block of BV = min(next_pow2(V), 8)), the whole K in one block
+#   (``assert NK == 1``: BK = next_pow2(K), no K cap below the spec's 256); ``b_h = tl.zeros([BV, BK], tl.float32)``,
+#   every load ``.to(tl.float32)``, the step ``v − Σ h·k``, ``·β``, ``h += k vᵀ``, ``o = Σ h·q`` — float32
+#   elementwise products and tl.sum reductions, no tl.dot, no gate (traits accumulate=float32, cumsum=none).  o is
+#   stored in the input dtype; ``final_state = q.new_empty(N, H, K, V, dtype=torch.float32)`` whatever the input
+#   dtype.  The forward also stores u_t = v_t − S_{t−1}ᵀk_t **in the input dtype** (``tl.store(p_u,
+#   b_v.to(p_v.dtype.element_ty))``) and the backward reads it in place of v (``ctx.save_for_backward(.., u, ..)``,
+#   ``q, .., v, .. = ctx.saved_tensors``), so half-precision gradients see u rounded once more.  No autotune.
+#   Backward: two float32 time loops (reverse for dh, dk, dv, dβ, dh0 — dh0 in float32 — then forward for dq).
+# * ``chunk_delta_rule(q, k, v, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel, cu_seqlens,
+#   cu_seqlens_cpu, chunk_size=64)``: ``assert q.dtype != torch.float32, "ChunkDeltaRuleFunction does not support
+#   float32. Please use bfloat16."`` (float16, bfloat16 and — unchecked — float64 accepted).  WY form per chunk of
+#   BT = 64: A = strict_tril(diag(β) K Kᵀ) (chunk_scaled_dot_kkt, float32) inverted by solve_tril, w = A·(β k),
+#   u = A·(β v) with ``tl.dot(b_A.to(b_vb.dtype), b_vb, allow_tf32=False)`` — A rounded to the input dtype first —
+#   stored in the input dtype; then chunk_gated_delta_rule_fwd_h carries the state across chunks in float32 registers
+#   but stores every chunk's h as ``k.new_empty(B, NT, HV, K, V)`` (input dtype) and multiplies it as
+#   ``tl.dot(b_w, b_h1.to(b_w.dtype))`` — the state enters every matmul rounded to the input dtype — and chunk_fwd_o
+#   forms o from q·h and the in-chunk attention in tl.dot.  So the precision of the form is the input dtype's, not
+#   float32's (traits accumulate=None: 'the input dtype'); cumsum=none (no gate); tl.dot without input_precision in
+#   chunk_delta_h / chunk_o (TF32 for float32 operands natively; this op refuses float32 anyway).  Autotuned
+#   kernels in chunk_delta_h, chunk_o, chunk_scaled_dot_kkt, solve_tril, wy_fast (pinned together).  Backward:
+#   recompute w, u, h; dv_local, dhu, dqkwg, WY backward; dh0 float32.
+# * ``chunk_gated_delta_rule(q, k, v, g, beta, scale, initial_state, output_final_state, ..., cu_seqlens, ...,
+#   chunk_size=64)``: float32 accepted.  g is first summed within chunks of 64 by ``chunk_local_cumsum(g,
+#   chunk_size=64, scale=RCP_LN2)`` (float32 output, base-2 for exp2) — traits cumsum=chunk, chunk_size=64 — then
+#   the fused kkt + solve_tril (``tl.dot(.., input_precision=SOLVE_TRIL_DOT_PRECISION)``, 'tf32' where
+#   IS_TF32_SUPPORTED), recompute_w_u, the same chunk_gated_delta_rule_fwd_h (state rounded to the input dtype for
+#   the dots) and chunk_fwd_o.  Traits accumulate=None, matmul tf32 natively / ieee under the interpreter.
+# * ``fused_recurrent_gated_delta_rule(q, k, v, g=None, gk=None, gv=None, beta=None, scale, initial_state, ...)``:
+#   **gk and gv come between g and beta**, so the adapter passes g and beta by keyword.  Same float32 register loop
+#   as the ungated kernel with ``b_h *= exp(b_g)`` per step (fla's exp: tl.exp of a float32; no cumsum) and
+#   ``final_state`` float32.  Its backward raises NotImplementedError ("Backward pass is not implemented yet ...")
+#   so the adapter does not claim "grad".  No autotune.
+#
+# rnnconf draws unit keys itself, so use_qk_l2norm_in_kernel is left at its default False everywhere.
+
+def _delta_signature(fn: Callable) -> Callable:
+    """rnnconf's ``fn(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None)``."""
+
+    def call(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+        return fn(q, k, v, beta, scale=scale, initial_state=initial_state, output_final_state=output_final_state,
+                  use_qk_l2norm_in_kernel=False, cu_seqlens=cu_seqlens)
+
+    return call
+
+
+def _gated_delta_signature(fn: Callable) -> Callable:
+    """rnnconf's ``fn(q, k, v, g, beta, ...)`` onto fla's (keywords: fused_recurrent has gk, gv before beta)."""
+
+    def call(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+        return fn(q, k, v, g=g, beta=beta, scale=scale, initial_state=initial_state,
+                  output_final_state=output_final_state, use_qk_l2norm_in_kernel=False, cu_seqlens=cu_seqlens)
+
+    return call
+
+
+def _native_matmul() -> str:
+    import os
+
+    from ..kernels._backend import interpreter_active
+
+    if interpreter_active():
+        return "ieee"  # the interpreter's tl.dot is numpy float32 matmul for any input_precision
+    return "ieee" if os.environ.get("TRITON_F32_DEFAULT", "").strip().lower() == "ieee" else "tf32"
+
+
+# modules whose autotuned kernels lie on the chunk paths (pinned together under the interpreter)
+_DELTA_CHUNK_TUNED = ("fla.ops.common.chunk_delta_h", "fla.ops.common.chunk_o", "fla.ops.common.chunk_scaled_dot_kkt",
+                      "fla.ops.utils.solve_tril", "fla.ops.delta_rule.wy_fast")
+_GATED_CHUNK_TUNED = ("fla.ops.common.chunk_delta_h", "fla.ops.common.chunk_o",
+                      "fla.ops.common.chunk_scaled_dot_kkt", "fla.ops.utils.solve_tril", "fla.ops.utils.cumsum",
+                      "fla.ops.gated_delta_rule.chunk_fwd", "fla.ops.gated_delta_rule.wy_fast")
+
+
+@dataclass(frozen=True)
+class DeltaOp:
+    op: FlaOp
+    tuned: tuple = ()  # modules holding the autotuned kernels on the op's path
+    tf32: bool = False  # tl.dot at Triton's default precision on float32 operands (TF32 natively)
+
+
+_NO_F32 = (torch.float64, torch.float16, torch.bfloat16)
+DELTA_OPS = (
+    DeltaOp(FlaOp("fused_recurrent_delta_rule", "delta-rule", "fla.ops.delta_rule.fused_recurrent",
+                  "fused_recurrent_delta_rule", Traits(accumulate="float32", cumsum="none"), frozenset(FEATURES),
+                  "time loop per (sequence·head, 8-wide V block), float32 state in registers (products and tl.sum, "
+                  "no tl.dot); final_state float32; backward float32 loops reading u = v − Sᵀk stored in the input "
+                  "dtype", adapt=_delta_signature)),
+    DeltaOp(FlaOp("chunk_delta_rule", "delta-rule", "fla.ops.delta_rule.chunk", "chunk_delta_rule",
+                  Traits(accumulate=None, cumsum="none", chunk_size=64), frozenset(FEATURES),
+                  "WY form in chunks of 64 (A = strict_tril(diag β KKᵀ), solve_tril, w/u in the input dtype), "
+                  "state carried in float32 but rounded to the input dtype for every tl.dot; refuses float32",
+                  dtypes=_NO_F32, adapt=_delta_signature),
+            tuned=_DELTA_CHUNK_TUNED, tf32=True),
+    DeltaOp(FlaOp("chunk_gated_delta_rule", "gated-delta-rule", "fla.ops.gated_delta_rule.chunk",
+                  "chunk_gated_delta_rule", Traits(accumulate=None, cumsum="chunk", chunk_size=64),
+                  frozenset(FEATURES),
+                  "chunk-local float32 cumsum of g (64 steps, base 2), gated WY form in chunks of 64, state carried "
+                  "in float32 but rounded to the input dtype for every tl.dot", adapt=_gated_delta_signature),
+            tuned=_GATED_CHUNK_TUNED, tf32=True),
+    DeltaOp(FlaOp("fused_recurrent_gated_delta_rule", "gated-delta-rule", "fla.ops.gated_delta_rule.fused_recurrent",
+                  "fused_recurrent_gated_delta_rule", Traits(accumulate="float32", cumsum="none"),
+                  frozenset({"initial_state", "final_state", "varlen"}),
+                  "time loop per (sequence·head, V block), float32 state in registers, h *= exp(g) per step; "
+                  "final_state float32; no backward (fla raises NotImplementedError)",
+                  adapt=_gated_delta_signature)),
+)
+
+
+def _delta_tuned(d: DeltaOp):
+    """A namespace holding the autotuned kernels of the modules on the op's path (for pin_autotune)."""
+    import types
+
+    from ..kernels._backend import _find_autotuners
+
+    ns = types.ModuleType(f"{d.op.module}[autotuned]")
+    with _quiet():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        for name in d.tuned:
+            mod = importlib.import_module(name)
+            for attr, val in vars(mod).items():
+                # only Triton kernel objects: probing .fn on arbitrary attributes (torch.ops) raises
+                if type(val).__module__.startswith(("triton.", "fla.")) and _find_autotuners(val):
+                    setattr(ns, f"{name.rsplit('.', 1)[-1]}.{attr}", val)
+    return ns
+
+
+def _delta_op(d: DeltaOp) -> FlaOp:
+    return replace(d.op, traits=d.op.traits.with_(matmul=_native_matmul())) if d.tf32 else d.op
+
+
+@functools.lru_cache(maxsize=None)
+def build_delta(d: DeltaOp) -> Target:
+    """The Target: fla's own autotuning natively; every autotuned kernel on the path pinned to config 0 under the
+    Triton interpreter."""
+    from ..kernels._backend import autotune_configs, interpreter_active
+
+    op = _delta_op(d)
+    module, fn = _load(op)
+    tuned = _delta_tuned(d) if d.tuned else module
+    index, note = None, ""
+    if interpreter_active() and autotune_configs(tuned):
+        index = 0
+        note = f"; autotune pinned to config 0 [{_labels(tuned, 0)}] under the Triton interpreter"
+    return _target(op, tuned, fn, index, pin_note=note)
+
+
+@functools.lru_cache(maxsize=None)
+def _delta_variants(d: DeltaOp) -> tuple[tuple[str, Target], ...]:
+    from ..kernels._backend import autotune_configs
+
+    if not d.tuned:
+        return ()
+    op = _delta_op(d)
+    _, fn = _load(op)
+    tuned = _delta_tuned(d)
+    counts = [n for _, n in autotune_configs(tuned)]
+    out, seen = [], set()
+    for i in range(min(counts) if counts else 0):
+        label = _labels(tuned, i)
+        if label in seen:
+            continue
+        seen.add(label)
+        out.append((label, _target(op, tuned, fn, i, suffix=f"[{label}]",
+                                   pin_note=f"; autotune pinned to config {i} [{label}]")))
+    return tuple(out)
+
+
+for _d in DELTA_OPS:
+    register_adapter(Adapter(
+        name=_d.op.adapter_name, spec_id=_d.op.spec_id, library=LIBRARY, distribution=DISTRIBUTION,
+        doc=f"flash-linear-attention {_d.op.module}.{_d.op.function}: {_d.op.doc}",
+        build=(lambda d: lambda: build_delta(d))(_d), variants=(lambda d: lambda: list(_delta_variants(d)))(_d)))
