@@ -16,7 +16,8 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 def varlen_by_split(dense: Callable, seq_inputs: list[torch.Tensor], initial_state, output_final_state, cu_seqlens):
     """Evaluate a dense ``[B, T, ...]`` form on packed sequences (B = 1) one sequence at a time.
 
-    ``dense(*inputs, initial_state, output_final_state=True)`` must return (o, final_state)."""
+    ``dense(*inputs, initial_state, output_final_state=True)`` must return (o, final_state); the last input is
+    shaped like the output along its leading axes (it shapes the output of an empty batch)."""
     if seq_inputs[0].shape[0] != 1:
         raise ValueError(f"varlen needs batch size 1, got {seq_inputs[0].shape[0]}")
     offs = [int(v) for v in cu_seqlens.tolist()]
@@ -27,8 +28,18 @@ def varlen_by_split(dense: Callable, seq_inputs: list[torch.Tensor], initial_sta
         o, hT = dense(*[x[:, lo:hi] for x in seq_inputs], initial_state=h0, output_final_state=True)
         outs.append(o)
         finals.append(hT)
-    o = torch.cat(outs, 1) if outs else seq_inputs[0][:, :0].clone()
+    o = torch.cat(outs, 1) if outs else seq_inputs[-1][:, :0].clone()
     return o, (torch.cat(finals, 0) if output_final_state else None)
+
+
+def varlen_stateless(fn: Callable, seq_inputs: list[torch.Tensor], cu_seqlens, *shared, **kw) -> torch.Tensor:
+    """A state-free op on packed sequences (B = 1): ``fn(*[x[:, lo:hi] for x in seq_inputs], *shared, **kw)`` per
+    sequence, concatenated along T (an empty batch gives an empty output shaped like the last input)."""
+    if any(x.shape[0] != 1 for x in seq_inputs):
+        raise ValueError(f"varlen needs batch size 1, got {seq_inputs[0].shape[0]}")
+    offs = [int(v) for v in cu_seqlens.tolist()]
+    outs = [fn(*[x[:, lo:hi] for x in seq_inputs], *shared, **kw) for lo, hi in zip(offs[:-1], offs[1:])]
+    return torch.cat(outs, 1) if outs else seq_inputs[-1][:, :0].clone()
 
 
 def hillis_steele(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor):

@@ -22,7 +22,7 @@ from ..spec.aaren import combine, leaf, scores
 from ..spec.errors import Traits
 from ..spec.softmax import default_scale
 from ..spec.targets import STATELESS, Target, register_form
-from ._common import compute_dtype
+from ._common import compute_dtype, varlen_stateless
 
 
 def _leaves(q, k, v, scale):
@@ -129,11 +129,9 @@ def with_varlen(dense):
     def fn(q, k, v, scale=None, cu_seqlens=None):
         if cu_seqlens is None:
             return dense(q, k, v, scale=scale)
-        if k.shape[0] != 1 or q.shape[0] != 1:
-            raise ValueError(f"varlen needs batch size 1, got q {tuple(q.shape)}, k {tuple(k.shape)}")
-        offs = [int(x) for x in cu_seqlens.tolist()]
-        outs = [dense(q, k[:, lo:hi], v[:, lo:hi], scale=scale) for lo, hi in zip(offs[:-1], offs[1:])]
-        return torch.cat(outs, 1) if outs else v[:, :0].clone()
+        if q.shape[0] != 1:
+            raise ValueError(f"varlen needs batch size 1, got q {tuple(q.shape)}")
+        return varlen_stateless(lambda k_, v_: dense(q, k_, v_, scale=scale), [k, v], cu_seqlens)
 
     fn.__doc__ = dense.__doc__
     return fn

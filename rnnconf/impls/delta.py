@@ -17,7 +17,7 @@ import torch
 
 from ..spec.errors import Traits
 from ..spec.targets import Target, register_form
-from ._common import compute_dtype
+from ._common import compute_dtype, varlen_by_split
 
 
 def _prep(q, k, v, beta, g, scale, initial_state):
@@ -115,18 +115,15 @@ def _api(core, gated):
     def split(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens):
         if cu_seqlens is None:
             return core(q, k, v, beta, g, scale, initial_state, output_final_state)
-        if q.shape[0] != 1:
-            raise ValueError(f"varlen needs batch size 1, got {q.shape[0]}")
-        offs = [int(x) for x in cu_seqlens.tolist()]
-        outs, fins = [], []
-        for n, (a, b) in enumerate(zip(offs, offs[1:])):
-            h0 = initial_state[n:n + 1] if initial_state is not None else None
-            o, ST = core(q[:, a:b], k[:, a:b], v[:, a:b], beta[:, a:b], None if g is None else g[:, a:b], scale,
-                         h0, True)
-            outs.append(o)
-            fins.append(ST)
-        o = torch.cat(outs, 1) if outs else v[:, :0].clone()
-        return o, (torch.cat(fins, 0) if output_final_state else None)
+        if g is None:  # v last: it shapes the output of an empty batch
+            def dense(q, k, beta, v, initial_state, output_final_state):
+                return core(q, k, v, beta, None, scale, initial_state, output_final_state)
+            seq = [q, k, beta, v]
+        else:
+            def dense(q, k, beta, g, v, initial_state, output_final_state):
+                return core(q, k, v, beta, g, scale, initial_state, output_final_state)
+            seq = [q, k, beta, g, v]
+        return varlen_by_split(dense, seq, initial_state, output_final_state, cu_seqlens)
 
     if gated:
         def fn(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):

@@ -20,7 +20,7 @@ import torch
 from ..spec.errors import Traits
 from ..spec.softmax import default_scale
 from ..spec.targets import STATELESS, Target, register_form
-from ._common import compute_dtype
+from ._common import compute_dtype, varlen_stateless
 
 
 def _heads_first(*xs):
@@ -28,14 +28,10 @@ def _heads_first(*xs):
 
 
 def _split(fn, q, k, v, g, scale, cu_seqlens, **kw):
-    """Run ``fn`` per packed sequence (B = 1, cu_seqlens offsets), concatenating along T."""
+    """Run ``fn`` on the whole batch, or per packed sequence (B = 1, cu_seqlens offsets)."""
     if cu_seqlens is None:
         return fn(q, k, v, g, scale, **kw)
-    if q.shape[0] != 1:
-        raise ValueError(f"varlen needs batch size 1, got {q.shape[0]}")
-    offs = [int(x) for x in cu_seqlens.tolist()]
-    outs = [fn(q[:, lo:hi], k[:, lo:hi], v[:, lo:hi], g[:, lo:hi], scale, **kw) for lo, hi in zip(offs, offs[1:])]
-    return torch.cat(outs, 1) if outs else v[:, :0].clone()
+    return varlen_stateless(fn, [q, k, v, g], cu_seqlens, scale, **kw)
 
 
 def _dense(q, k, v, g, scale):

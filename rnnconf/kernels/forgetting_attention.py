@@ -27,6 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..impls._common import varlen_stateless
 from ..spec.errors import Traits
 from ..spec.softmax import default_scale
 from ..spec.targets import STATELESS, Target, register_form
@@ -228,20 +229,12 @@ class _FoX(torch.autograd.Function):
         return dq, dk, dv, dg.to(q.dtype), None
 
 
-def _split(fn, q, k, v, g, cu_seqlens):
-    if cu_seqlens is None:
-        return fn(q, k, v, g)
-    if q.shape[0] != 1:
-        raise ValueError(f"varlen needs batch size 1, got {q.shape[0]}")
-    offs = [int(x) for x in cu_seqlens.tolist()]
-    outs = [fn(q[:, a:b], k[:, a:b], v[:, a:b], g[:, a:b]) for a, b in zip(offs, offs[1:])]
-    return torch.cat(outs, 1) if outs else v[:, :0].clone()
-
-
 def fox(q, k, v, g, scale=None, cu_seqlens=None):
     """FoX attention (Triton, flash-style fwd + bwd); fla's signature."""
     s = default_scale(q.shape[-1]) if scale is None else scale
-    return _split(lambda *a: _FoX.apply(*a, s), q, k, v, g, cu_seqlens)
+    if cu_seqlens is None:
+        return _FoX.apply(q, k, v, g, s)
+    return varlen_stateless(_FoX.apply, [q, k, v, g], cu_seqlens, s)
 
 
 def fox_acp(q, k, v, g, scale=None, log_eps=-10.0, return_pruning=False):

@@ -88,7 +88,7 @@ def fill_bounds(res: OracleResult, kappa: torch.Tensor | None) -> None:
                    [..., None, None].expand(B, H, K, V)}
 
 
-def form_cond(res: OracleResult, traits):
+def form_cond(res: OracleResult, traits, dtype=None):
     """The ``res`` ingredients for a form with these traits: chunkwise forms get their chunks' κ_∞(I + A)."""
     from ..spec.delta import chunk_condition
 

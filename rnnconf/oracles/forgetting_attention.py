@@ -3,6 +3,7 @@ directly from the gates (never a difference of cumulative sums), each row throug
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import mpmath
 import torch
@@ -77,4 +78,21 @@ def acp_oracle(q, k, v, g, scale=None, initial_state=None, dps: int = DEFAULT_DP
     # the exponent budget of the form's decision, in units of u: (threshold part, cumsum part) per row [B, T, H, 1]
     base = acp_delta_error(q, k, g, le, 1.0, c_log_depth=False)
     res.aux["acp_exponent_units"] = (base[..., None], (acp_delta_error(q, k, g, le, 1.0) - base)[..., None])
+    res.aux["form_adjust"] = _acp_form_adjust
     return res
+
+
+def acp_exponent_factor(res: OracleResult, traits, dtype) -> torch.Tensor:
+    """e^Δ [B, T, H, 1]: how far a form's own rounding may move ACP's exponent-threshold decision — the oracle's
+    budget in units of u, charged at the form's accumulation precision (the cumsum part only to cumsum forms)."""
+    from ..spec.softmax import ATTENTION_ERROR
+
+    base, cum = res.aux["acp_exponent_units"]
+    u = ATTENTION_ERROR.accumulate_u(dtype, traits)
+    return torch.exp(u * (base + (cum if traits.cumsum != "none" else 0)))
+
+
+def _acp_form_adjust(res: OracleResult, traits, dtype) -> OracleResult:
+    """The ACP slack 2ε·max|v|, widened by e^Δ for this form and dtype."""
+    fac = acp_exponent_factor(res, traits, dtype)
+    return replace(res, slack={k: v * fac for k, v in res.slack.items()})

@@ -43,6 +43,11 @@ class Property:
 PROPERTIES: dict[str, Property] = {}
 
 
+def only_for(*spec_ids):
+    """``applies`` of a family invariant: it concerns these specs only."""
+    return lambda s, t: None if s.id in spec_ids else f"invariant of {', '.join(spec_ids)} only"
+
+
 def prop(name, doc, **kw):
     def deco(fn_pair):
         draw, check = fn_pair()

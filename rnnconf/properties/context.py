@@ -86,25 +86,13 @@ class Ctx:
     # ---- judging ---------------------------------------------------------------------------------------------
     def bound(self, res, name: str, extra_steps: float = 0.0) -> torch.Tensor:
         em = self.spec.error_model
-        if "form_adjust" in res.aux:  # ingredients that depend on how the form evaluates (chunk conditioning)
-            res = res.aux["form_adjust"](res, self.target.traits)
+        if "form_adjust" in res.aux:  # ingredients that depend on how the form evaluates (chunk conditioning,
+            res = res.aux["form_adjust"](res, self.target.traits, self.dtype)  # ACP's decision rounding)
         lm = res.logmass.get(name)
         b = em.bound(res.steps[name] + extra_steps, res.mag[name], lm, self.dtype, self.target.traits,
                      res.logvalue.get(name), res.cond.get(name))
-        slack = res.slack.get(name)  # a deviation the spec permits (ACP: pruned weight < ε)
-        if slack is None:
-            return b
-        return b + slack * self.exponent_factor(res)
-
-    def exponent_factor(self, res) -> torch.Tensor | float:
-        """e^{Δ}: how far the form's own rounding may move an exponent-threshold decision (ACP), from the oracle's
-        budget in units of u, charged at the form's accumulation precision and cumsum traits."""
-        units = res.aux.get("acp_exponent_units")
-        if units is None:
-            return 1.0
-        base, cum = units
-        u = self.spec.error_model.accumulate_u(self.dtype, self.target.traits)
-        return torch.exp(u * (base + (cum if self.target.traits.cumsum != "none" else 0)))
+        slack = res.slack.get(name)  # a deviation the spec itself permits (ACP: pruned weight < ε)
+        return b if slack is None else b + slack
 
     def expect_close(self, what: str, observed: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor,
                      call_desc: str, source: str | None = None) -> float:

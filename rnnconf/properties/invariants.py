@@ -8,12 +8,8 @@ import torch
 from hypothesis import strategies as st
 
 from . import strategies as S
-from .checks import PROPERTIES, Property
+from .checks import PROPERTIES, Property, only_for
 from .context import Ctx
-
-
-def _for(*spec_ids):
-    return lambda s, t: None if s.id in spec_ids else f"invariant of {', '.join(spec_ids)} only"
 
 
 def _worst(excess: torch.Tensor, bad: torch.Tensor) -> tuple:
@@ -60,7 +56,7 @@ def _tied_check(ctx: Ctx, ex):
 
 PROPERTIES["tied-gate-bound"] = Property(
     "tied-gate-bound", "with tied gates x_t = (1 − λ_t)c_t, |h_t| ≤ max(|h_0|, max_{s≤t}|c_s|)",
-    _tied_draw, _tied_check, applies=_for("hgrn"))
+    _tied_draw, _tied_check, applies=only_for("hgrn"))
 
 
 # ---- hgrn: a gate of exp(−1e4) = 0 forgets the past ------------------------------------------------------------
@@ -88,7 +84,7 @@ def _reset_check(ctx: Ctx, ex):
 
 PROPERTIES["reset-forgets"] = Property(
     "reset-forgets", "a log-gate at the domain floor (exp = 0) resets the state: h_t = x_t",
-    _reset_draw, _reset_check, applies=_for("hgrn"))
+    _reset_draw, _reset_check, applies=only_for("hgrn"))
 
 
 # ---- minGRU / minLSTM: convex combinations ------------------------------------------------------------------------
@@ -122,7 +118,7 @@ def _hull_check(ctx: Ctx, ex):
 
 PROPERTIES["convex-hull"] = Property(
     "convex-hull", "gate coefficients sum to 1, so h_t ∈ [min, max] of {h_0, h̃_1..h̃_t}",
-    lambda ctx: ctx.draw_inputs(ctx.draw_dims()), _hull_check, applies=_for("mingru", "minlstm"))
+    lambda ctx: ctx.draw_inputs(ctx.draw_dims()), _hull_check, applies=only_for("mingru", "minlstm"))
 
 
 def _fixed_draw(ctx: Ctx):
@@ -144,6 +140,6 @@ def _fixed_check(ctx: Ctx, ex):
 
 PROPERTIES["gates-sum-to-one"] = Property(
     "gates-sum-to-one", "h̃_t ≡ h_0 is a fixed point: h_t = h_0 (the gate coefficients sum to 1)",
-    _fixed_draw, _fixed_check, applies=_for("mingru", "minlstm"))
+    _fixed_draw, _fixed_check, applies=only_for("mingru", "minlstm"))
 # family invariants living in their own modules (they import PROPERTIES from checks, not from here)
 from . import invariants_aaren, invariants_delta, invariants_fox  # noqa: E402,F401

@@ -8,19 +8,11 @@ import torch
 from hypothesis import strategies as st
 
 from .calling import PropertyFailure
-from .checks import PROPERTIES, Property
+from .checks import PROPERTIES, Property, only_for
 from .context import Ctx
 
-_SPECS = ("delta-rule", "gated-delta-rule")
-
-
-def _for(s, t):
-    return None if s.id in _SPECS else f"invariant of {', '.join(_SPECS)} only"
-
-
-def _needs_state(s, t):
-    miss = {"initial_state", "final_state"} - set(t.supports)
-    return f"target does not support {', '.join(sorted(miss))}" if miss else _for(s, t)
+_FOR = only_for("delta-rule", "gated-delta-rule")
+_STATE = frozenset({"initial_state", "final_state"})
 
 
 def _zero_write_draw(orthogonal: bool):
@@ -72,10 +64,10 @@ def _norm_check(orthogonal: bool):
 
 PROPERTIES["delta-nonexpansive"] = Property(
     "delta-nonexpansive", "v ≡ 0: ‖S_T‖_F ≤ Π α_t ‖A_t‖₂ ‖S_0‖_F (≤ ‖S_0‖_F for unit keys, β ∈ [0, 2])",
-    _zero_write_draw(False), _norm_check(False), applies=_needs_state)
+    _zero_write_draw(False), _norm_check(False), requires=_STATE, applies=_FOR)
 PROPERTIES["delta-orthogonal"] = Property(
     "delta-orthogonal", "v ≡ 0, β ≡ 2, g ≡ 0: Householder transitions, ‖S_T‖_F = ‖S_0‖_F",
-    _zero_write_draw(True), _norm_check(True), applies=_needs_state)
+    _zero_write_draw(True), _norm_check(True), requires=_STATE, applies=_FOR)
 
 
 def _retrieval_draw(ctx: Ctx):
@@ -105,4 +97,4 @@ def _retrieval_check(ctx: Ctx, ex):
 
 PROPERTIES["delta-retrieval"] = Property(
     "delta-retrieval", "β_t = 1 with a unit key: S_tᵀ k_t = v_t (exact retrieval)", _retrieval_draw,
-    _retrieval_check, applies=_for)
+    _retrieval_check, applies=_FOR)

@@ -8,16 +8,13 @@ import torch
 from hypothesis import strategies as st
 
 from ..oracles import DEFAULT_DPS, get_oracle
+from ..oracles.forgetting_attention import acp_exponent_factor
 from ..spec.errors import unit_roundoff
 from ..spec.softmax import default_scale
 from . import strategies as S
 from .calling import PropertyFailure, call_target
-from .checks import PROPERTIES, Property
+from .checks import PROPERTIES, Property, only_for
 from .context import Ctx
-
-
-def _for(*spec_ids):
-    return lambda s, t: None if s.id in spec_ids else f"invariant of {', '.join(spec_ids)} only"
 
 
 # ---- FoX ---------------------------------------------------------------------------------------------------------
@@ -40,7 +37,7 @@ def _zero_gate_check(ctx: Ctx, ex):
 
 PROPERTIES["fox-zero-gate-is-softmax"] = Property(
     "fox-zero-gate-is-softmax", "g ≡ 0 gives causal softmax attention (an oracle path with no decay term)",
-    _zero_gate_draw, _zero_gate_check, applies=_for("forgetting-attention"))
+    _zero_gate_draw, _zero_gate_check, applies=only_for("forgetting-attention"))
 
 
 def _strong_decay_draw(ctx: Ctx):
@@ -70,7 +67,7 @@ def _strong_decay_check(ctx: Ctx, ex):
 
 PROPERTIES["fox-strong-decay-is-identity"] = Property(
     "fox-strong-decay-is-identity", "g ≡ −1e4 attends only to j = i: o_i = v_i",
-    _strong_decay_draw, _strong_decay_check, applies=_for("forgetting-attention"))
+    _strong_decay_draw, _strong_decay_check, applies=only_for("forgetting-attention"))
 
 
 def _first_gate_draw(ctx: Ctx):
@@ -100,7 +97,7 @@ def _first_gate_check(ctx: Ctx, ex):
 
 PROPERTIES["fox-first-gate-irrelevant"] = Property(
     "fox-first-gate-irrelevant", "g_0 cancels in every row: any g_0 (e.g. −1e4) gives the same output",
-    _first_gate_draw, _first_gate_check, applies=_for("forgetting-attention"))
+    _first_gate_draw, _first_gate_check, applies=only_for("forgetting-attention"))
 
 
 # ---- ACP ---------------------------------------------------------------------------------------------------------
@@ -190,8 +187,7 @@ def _mass_check(ctx: Ctx, ex):
     if mask.shape != res.aux["P"].shape:
         raise PropertyFailure(f"pruning mask covers {tuple(mask.shape)} for attention {tuple(res.aux['P'].shape)} "
                               f"[{call.desc}]")
-    fac = ctx.exponent_factor(res)
-    fac = fac[..., 0].transpose(1, 2) if isinstance(fac, torch.Tensor) else torch.ones(res.aux["P"].shape[:-1])
+    fac = acp_exponent_factor(res, ctx.target.traits, ctx.dtype)[..., 0].transpose(1, 2)  # [B, H, T]
     limit = math.exp(ex["log_eps"]) * fac
     status, r = acp_mass_verdict(res.aux["P"], mask, limit, ex["inputs"]["g"])
     if status == "void":
@@ -209,7 +205,7 @@ def _mass_check(ctx: Ctx, ex):
 
 PROPERTIES["acp-pruned-mass"] = Property(
     "acp-pruned-mass", "the exact attention weight on pruned tiles is < ε per query (mpmath weights)",
-    acp_draw, _mass_check, applies=_for("forgetting-attention-acp"))
+    acp_draw, _mass_check, applies=only_for("forgetting-attention-acp"))
 
 
 def _acp_output_check(ctx: Ctx, ex):
@@ -223,7 +219,7 @@ def _acp_output_check(ctx: Ctx, ex):
 
 PROPERTIES["acp-output-bound"] = Property(
     "acp-output-bound", "the pruned output is within 2ε·max|v| (+ rounding) of exact FoX attention",
-    acp_draw, _acp_output_check, applies=_for("forgetting-attention-acp"))
+    acp_draw, _acp_output_check, applies=only_for("forgetting-attention-acp"))
 
 
 def _shape_check(ctx: Ctx, ex):
@@ -260,7 +256,7 @@ def _shape_check(ctx: Ctx, ex):
 
 PROPERTIES["acp-tile-shape"] = Property(
     "acp-tile-shape", "pruned tiles are block-aligned, strictly below the diagonal, a prefix of each block row, "
-    "non-decreasing across query blocks", acp_draw, _shape_check, applies=_for("forgetting-attention-acp"))
+    "non-decreasing across query blocks", acp_draw, _shape_check, applies=only_for("forgetting-attention-acp"))
 
 
 def _eps_zero_check(ctx: Ctx, ex):
@@ -284,7 +280,7 @@ def _eps_zero_check(ctx: Ctx, ex):
 
 PROPERTIES["acp-eps-zero"] = Property(
     "acp-eps-zero", "ε → 0 (δ = −∞) prunes nothing and equals the unpruned kernel bitwise",
-    acp_draw, _eps_zero_check, applies=_for("forgetting-attention-acp"))
+    acp_draw, _eps_zero_check, applies=only_for("forgetting-attention-acp"))
 
 
 def _precondition_check(ctx: Ctx, ex):
@@ -309,4 +305,4 @@ def _precondition_check(ctx: Ctx, ex):
 PROPERTIES["acp-precondition"] = Property(
     "acp-precondition", "with a log-gate > 0 the ε guarantee is void: noticed, not failed, and the output stays "
     "finite", lambda ctx: acp_draw(ctx, positive_gate=True), _precondition_check,
-    applies=_for("forgetting-attention-acp"))
+    applies=only_for("forgetting-attention-acp"))
