@@ -114,14 +114,15 @@ def interpreter_skips(target: Target) -> tuple[Skip, ...]:
     from triton.runtime.errors import InterpreterError
 
     from ..spec import get_spec
+    from ..spec.base import dim_size
 
     spec = get_spec(target.spec_id)
     dims = {n: min(d.hi, max(d.lo, 2)) for n, d in spec.dims.items()}
     dtype = torch.float32 if torch.float32 in target.dtypes else target.dtypes[0]
     grad = "grad" in target.supports
-    inputs = [torch.zeros([dims[s] for s in a.shape], dtype=dtype, requires_grad=grad and a.differentiable)
-              for a in spec.inputs]
-    kwargs = {}
+    inputs = [torch.zeros([dim_size(s, dims) for s in a.shape], dtype=dtype,
+                          requires_grad=grad and a.differentiable) for a in spec.inputs]
+    kwargs = spec.static_values(dims)
     if spec.state_arg is not None:
         kwargs["output_final_state"] = "final_state" in target.supports
     where = "*"

@@ -1,4 +1,6 @@
-"""Triton fused-recurrent kernels for ``delta-rule`` and ``gated-delta-rule`` — forward and backward.
+"""Triton fused-recurrent kernels for ``delta-rule``, ``gated-delta-rule`` and ``delta-product`` — forward and
+backward.  DeltaProduct runs the same programs over T·n_h sub-steps (row t·n_h + j of k, v, beta): the gate at
+sub-step j = 0 of each token, q read and o stored after j = n_h − 1; the delta rules are n_h = 1.
 
 fla's signatures: ``fn(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None)``
 and, gated, ``fn(q, k, v, g, beta, ...)``; q, k [B, T, H, K], v [B, T, H, V], beta, g [B, T, H], state [N, H, K, V].
@@ -43,7 +45,7 @@ from .hgrn import _check_device, exp_, seq_bounds, upcast
 
 
 @triton.jit(do_not_specialize=["T"])
-def _delta_fwd_kernel(q, k, v, beta, g, h0, o, ht, sbuf, cu, sc, T, H, K, V,
+def _delta_fwd_kernel(q, k, v, beta, g, h0, o, ht, sbuf, cu, sc, T, NH, H, K, V,
                       BK: tl.constexpr, BV: tl.constexpr, GATED: tl.constexpr, USE_H0: tl.constexpr,
                       STORE_HT: tl.constexpr, STORE_S: tl.constexpr, IS_VARLEN: tl.constexpr, F64: tl.constexpr):
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
@@ -59,18 +61,24 @@ def _delta_fwd_kernel(q, k, v, beta, g, h0, o, ht, sbuf, cu, sc, T, H, K, V,
     S = upcast(tl.zeros([BK, BV], dtype=tl.float32), F64)
     if USE_H0:
         S += upcast(tl.load(h0 + hoff, mask=m2, other=0.0), F64)
-    for t in range(0, L):
-        r = (bos + t) * H + i_h
+    for s in range(0, L * NH):  # sub-step j = s % NH of token t = s // NH
+        t = s // NH
+        j = s - t * NH
+        r = (bos * NH + s) * H + i_h  # sub-step row: k, v, beta, stored states
+        rt = (bos + t) * H + i_h  # token row: q, g, o
+        first_k = (rk * 0 + j) == 0  # vector conditions (a python bool mask breaks the interpreter)
+        last_k = (rk * 0 + j) == NH - 1
+        last_v = (rv * 0 + j) == NH - 1
         kt = upcast(tl.load(k + r * K + rk, mask=mk, other=0.0), F64)
-        qt = upcast(tl.load(q + r * K + rk, mask=mk, other=0.0), F64) * scale
+        qt = upcast(tl.load(q + rt * K + rk, mask=mk & last_k, other=0.0), F64) * scale
         vt = upcast(tl.load(v + r * V + rv, mask=mv, other=0.0), F64)
         bt = upcast(tl.load(beta + r), F64)
         u = tl.sum(kt[:, None] * S, 0)
         S = S - bt * kt[:, None] * u[None, :]
-        if GATED:
-            S = exp_(upcast(tl.load(g + r), F64)) * S
+        if GATED:  # the gate multiplies the state once per token, at its first sub-step
+            S = tl.where(first_k, exp_(upcast(tl.load(g + rt), F64)), 1.0)[:, None] * S
         S = S + bt * kt[:, None] * vt[None, :]
-        tl.store(o + r * V + rv, tl.sum(qt[:, None] * S, 0), mask=mv)
+        tl.store(o + rt * V + rv, tl.sum(qt[:, None] * S, 0), mask=mv & last_v)
         if STORE_S:
             tl.store(sbuf + r * K * V + soff, S, mask=m2)
     if STORE_HT:
@@ -78,7 +86,7 @@ def _delta_fwd_kernel(q, k, v, beta, g, h0, o, ht, sbuf, cu, sc, T, H, K, V,
 
 
 @triton.jit(do_not_specialize=["T", "TT"])
-def _delta_bwd_kernel(q, k, v, beta, g, h0, sbuf, do, dht, dq, dk, dv, dbeta, dg, dh0, cu, sc, T, TT, H, K, V,
+def _delta_bwd_kernel(q, k, v, beta, g, h0, sbuf, do, dht, dq, dk, dv, dbeta, dg, dh0, cu, sc, T, TT, NH, H, K, V,
                       BK: tl.constexpr, BV: tl.constexpr, GATED: tl.constexpr, USE_H0: tl.constexpr,
                       USE_DHT: tl.constexpr, IS_VARLEN: tl.constexpr, F64: tl.constexpr):
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
@@ -97,21 +105,28 @@ def _delta_bwd_kernel(q, k, v, beta, g, h0, sbuf, do, dht, dq, dk, dv, dbeta, dg
     S0 = upcast(tl.zeros([BK, BV], dtype=tl.float32), F64)
     if USE_H0:
         S0 += upcast(tl.load(h0 + hoff, mask=m2, other=0.0), F64)
-    pbase = i_v.to(tl.int64) * TT * H  # this V block's slice of the partial-sum buffers
-    for i in range(0, L):
-        t = L - 1 - i
-        r = (bos + t) * H + i_h
+    pbase = i_v.to(tl.int64) * TT * H  # this V block's slice of the partial-sum buffers (TT sub-step rows)
+    for i in range(0, L * NH):
+        s = L * NH - 1 - i
+        t = s // NH
+        j = s - t * NH
+        r = (bos * NH + s) * H + i_h  # sub-step row
+        rt = (bos + t) * H + i_h  # token row (q, do, g)
+        first_k = (rk * 0 + j) == 0
+        last_k = (rk * 0 + j) == NH - 1
+        last_v = (rv * 0 + j) == NH - 1
         kt = upcast(tl.load(k + r * K + rk, mask=mk, other=0.0), F64)
-        qt = upcast(tl.load(q + r * K + rk, mask=mk, other=0.0), F64) * scale
+        qt = upcast(tl.load(q + rt * K + rk, mask=mk & last_k, other=0.0), F64) * scale  # read after the last only
         vt = upcast(tl.load(v + r * V + rv, mask=mv, other=0.0), F64)
-        dot = upcast(tl.load(do + r * V + rv, mask=mv, other=0.0), F64)
+        dot = upcast(tl.load(do + rt * V + rv, mask=mv & last_v, other=0.0), F64)
         bt = upcast(tl.load(beta + r), F64)
-        if GATED:
-            a = exp_(upcast(tl.load(g + r), F64))
+        if GATED:  # α at the token's first sub-step, 1 at the others (dg is kept from first sub-steps only)
+            a = tl.sum(tl.where(first_k & (rk == 0), exp_(upcast(tl.load(g + rt), F64)), 0.0), 0) \
+                + tl.sum(tl.where((~first_k) & (rk == 0), 1.0, 0.0), 0)
         else:
             a = bt * 0.0 + 1.0
         St = upcast(tl.load(sbuf + r * K * V + soff, mask=m2, other=0.0), F64)
-        has_prev = (rk[:, None] * 0 + t) > 0  # a tensor condition (a python bool mask breaks the interpreter)
+        has_prev = (rk[:, None] * 0 + s) > 0  # a tensor condition (a python bool mask breaks the interpreter)
         Sp = upcast(tl.load(sbuf + (r - H) * K * V + soff, mask=m2 & has_prev, other=0.0), F64)
         Sp = tl.where(has_prev, Sp, S0)  # S_{t−1}: S_0 at t = 0
         D = D + qt[:, None] * dot[None, :]
@@ -143,26 +158,26 @@ def blocks(K: int, V: int) -> tuple[int, int, int]:
 
 class _DeltaFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, cu, N, scale, output_final_state, bv, q, k, v, beta, g, h0):
+    def forward(ctx, cu, N, NH, scale, output_final_state, bv, q, k, v, beta, g, h0):
         ctx.set_materialize_grads(False)
         B, T, H, K = q.shape
         V = v.shape[-1]
         dev = q.device
         f64 = any(x is not None and x.dtype == torch.float64 for x in (q, k, v, beta, g, h0))
         acc = torch.float64 if f64 else torch.float32
-        need_grad = any(ctx.needs_input_grad[5:])
+        need_grad = any(ctx.needs_input_grad[6:])
         sc = torch.full((1,), scale, dtype=acc, device=dev)
         o = torch.empty(B, T, H, V, dtype=q.dtype, device=dev)
         ht = torch.empty(N, H, K, V, dtype=q.dtype, device=dev) if output_final_state else None
-        sbuf = torch.empty(B * T, H, K, V, dtype=acc, device=dev) if need_grad else None
+        sbuf = torch.empty(B * T * NH, H, K, V, dtype=acc, device=dev) if need_grad else None
         BK, BV, nw = blocks(K, V)
         BV = bv or BV
         if N * H and V:
             _delta_fwd_kernel[(triton.cdiv(V, BV), N * H)](
-                q, k, v, beta, g if g is not None else beta, h0, o, ht, sbuf, cu, sc, T, H, K, V,
+                q, k, v, beta, g if g is not None else beta, h0, o, ht, sbuf, cu, sc, T, NH, H, K, V,
                 BK=BK, BV=BV, GATED=g is not None, USE_H0=h0 is not None, STORE_HT=ht is not None,
                 STORE_S=need_grad, IS_VARLEN=cu is not None, F64=f64, num_warps=nw)
-        ctx.meta = (N, BK, BV, nw, f64, g is not None, h0 is not None)
+        ctx.meta = (N, NH, BK, BV, nw, f64, g is not None, h0 is not None)
         ctx.save_for_backward(cu, sc, sbuf, q, k, v, beta, g, h0)
         return o, ht
 
@@ -170,49 +185,58 @@ class _DeltaFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, do, dht):
         cu, sc, sbuf, q, k, v, beta, g, h0 = ctx.saved_tensors
-        N, BK, BV, nw, f64, gated, has_h0 = ctx.meta
+        N, NH, BK, BV, nw, f64, gated, has_h0 = ctx.meta
         B, T, H, K = q.shape
         V = v.shape[-1]
+        TT = B * T * NH  # sub-step rows
         acc = torch.float64 if f64 else torch.float32
         dev = q.device
         NV = triton.cdiv(V, BV) if V else 0
         do = do.contiguous() if do is not None else torch.zeros(B, T, H, V, dtype=q.dtype, device=dev)
         dht = dht.contiguous() if dht is not None else None
-        dq = torch.zeros(NV, B * T, H, K, dtype=acc, device=dev)
-        dk = torch.zeros(NV, B * T, H, K, dtype=acc, device=dev)
-        dv = torch.zeros(B * T, H, V, dtype=acc, device=dev)
-        dbeta = torch.zeros(NV, B * T, H, dtype=acc, device=dev)
-        dg = torch.zeros(NV, B * T, H, dtype=acc, device=dev) if gated else None
+        dq = torch.zeros(NV, TT, H, K, dtype=acc, device=dev)  # per sub-step row; the last of each token is kept
+        dk = torch.zeros(NV, TT, H, K, dtype=acc, device=dev)
+        dv = torch.zeros(TT, H, V, dtype=acc, device=dev)
+        dbeta = torch.zeros(NV, TT, H, dtype=acc, device=dev)
+        dg = torch.zeros(NV, TT, H, dtype=acc, device=dev) if gated else None  # the first of each token is kept
         dh0 = torch.empty(N, H, K, V, dtype=acc, device=dev) if has_h0 else None
         if N * H and V:
             _delta_bwd_kernel[(NV, N * H)](
                 q, k, v, beta, g if gated else beta, h0, sbuf, do, dht, dq, dk, dv, dbeta,
-                dg if gated else dbeta, dh0, cu, sc, T, B * T, H, K, V,
+                dg if gated else dbeta, dh0, cu, sc, T, TT, NH, H, K, V,
                 BK=BK, BV=BV, GATED=gated, USE_H0=has_h0, USE_DHT=dht is not None, IS_VARLEN=cu is not None,
                 F64=f64, num_warps=nw)
 
-        def fold(x, like):
-            return x.sum(0).view(like.shape).to(like.dtype)
+        def fold(x, like, j=None):
+            x = x.sum(0)
+            if j is not None:  # token rows: sub-step j of each token
+                x = x.view(B * T, NH, *x.shape[1:])[:, j]
+            return x.reshape(like.shape).to(like.dtype)
 
-        gq = fold(dq, q)
+        gq = fold(dq, q, NH - 1)
         gk = fold(dk, k)
         gv = dv.view(v.shape).to(v.dtype)
         gb = fold(dbeta, beta)
-        gg = fold(dg, g) if gated else None
+        gg = fold(dg, g, 0) if gated else None
         gh0 = dh0.to(h0.dtype) if has_h0 else None
-        return None, None, None, None, None, gq, gk, gv, gb, gg, gh0
+        return None, None, None, None, None, None, gq, gk, gv, gb, gg, gh0
 
 
 def fused_recurrent_delta(q, k, v, beta, g=None, scale=None, initial_state=None, output_final_state=False,
-                          cu_seqlens=None, _bv=None):
+                          cu_seqlens=None, _bv=None, num_householder: int = 1):
     """Delta rule (gated when ``g`` is given) with fla's conventions; returns (o, final_state or None).
+    ``num_householder`` = n_h > 1: DeltaProduct, k, v, beta with n_h interleaved sub-steps per token.
 
     ``_bv`` overrides the V block width (tests use it to exercise several V blocks on small V)."""
-    if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3] or beta.shape != q.shape[:3] \
-            or (g is not None and g.shape != q.shape[:3]):
+    NH = int(num_householder)
+    B_, T_ = q.shape[:2]
+    sub_ = (B_, T_ * NH, *q.shape[2:3])
+    if q.dim() != 4 or NH < 1 or tuple(k.shape) != (*sub_, q.shape[3]) or tuple(v.shape[:3]) != sub_ \
+            or tuple(beta.shape) != sub_ or (g is not None and g.shape != q.shape[:3]):
         raise ValueError(f"delta: shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}, "
                          f"beta {tuple(beta.shape)}" + ("" if g is None else f", g {tuple(g.shape)}") +
-                         " do not match q, k [B, T, H, K], v [B, T, H, V], beta, g [B, T, H]")
+                         f" do not match q [B, T, H, K], k [B, T·n_h, H, K], v [B, T·n_h, H, V], beta [B, T·n_h, H]"
+                         f", g [B, T, H] (n_h = {NH})")
     _check_device(q)
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -236,7 +260,7 @@ def fused_recurrent_delta(q, k, v, beta, g=None, scale=None, initial_state=None,
             raise ValueError(f"delta: initial_state must be [{N}, {H}, {K}, {V}], got {tuple(h0.shape)}")
     q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
     g = g.contiguous() if g is not None else None
-    return _DeltaFunction.apply(cu, N, s, bool(output_final_state), _bv, q, k, v, beta, g, h0)
+    return _DeltaFunction.apply(cu, N, NH, s, bool(output_final_state), _bv, q, k, v, beta, g, h0)
 
 
 def delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
@@ -249,10 +273,18 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_fi
     return fused_recurrent_delta(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens)
 
 
+def delta_product(q, k, v, g, beta, num_householder, scale=None, initial_state=None, output_final_state=False,
+                  cu_seqlens=None):
+    """Gated DeltaProduct, fused recurrent Triton kernel (forward and backward): the same programs looping over
+    T·n_h sub-steps, the gate applied at each token's first, the query read (and o stored) after its last."""
+    return fused_recurrent_delta(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens,
+                                 num_householder=num_householder)
+
+
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _TRAITS = Traits(accumulate="float32", cumsum="none")
 
-for _sid, _fn in (("delta-rule", delta_rule), ("gated-delta-rule", gated_delta_rule)):
+for _sid, _fn in (("delta-rule", delta_rule), ("gated-delta-rule", gated_delta_rule), ("delta-product", delta_product)):
     register_form(Target(_sid, "triton-fused", _fn, kind="triton", traits=_TRAITS, dtypes=_DTYPES,
                          supports=frozenset(FEATURES), deterministic=True,
                          doc="Triton: one program per (V block, sequence·head), K×BV state in registers, loop over "

@@ -19,7 +19,8 @@ register_oracle("forgetting-attention-acp", acp_oracle)
 from .aaren import aaren_oracle  # noqa: E402
 
 register_oracle("aaren", aaren_oracle)
-from .delta import delta_rule_oracle, gated_delta_rule_oracle  # noqa: E402
+from .delta import delta_product_oracle, delta_rule_oracle, gated_delta_rule_oracle  # noqa: E402
 
 register_oracle("delta-rule", delta_rule_oracle)
 register_oracle("gated-delta-rule", gated_delta_rule_oracle)
+register_oracle("delta-product", delta_product_oracle)

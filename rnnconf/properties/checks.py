@@ -13,6 +13,7 @@ import torch
 from hypothesis import strategies as st
 
 from ..spec import diagonal
+from ..spec.base import time_axis
 from . import strategies as S
 from .calling import PropertyFailure, call_target
 from .context import Ctx
@@ -81,11 +82,14 @@ def _judge_all(ctx: Ctx, call, res, label="", extra_steps=0.0) -> float:
 
 
 def _slice_time(spec, inputs: dict, lo, hi) -> dict:
-    out = {}
+    """Tokens [lo, hi) of every input (an axis of n steps per token, "T*N", is cut at lo·n, hi·n); statics kept."""
+    out = {a.name: inputs[a.name] for a in spec.statics if a.name in inputs}
     for a in spec.inputs:
         if a.name in inputs:
             v = inputs[a.name]
-            out[a.name] = v.narrow(a.shape.index("T"), lo, hi - lo) if "T" in a.shape else v
+            ax = time_axis(a)
+            f = spec.time_factor(a, inputs) if ax is not None else 1
+            out[a.name] = v.narrow(ax, lo * f, (hi - lo) * f) if ax is not None else v
     return out
 
 
@@ -116,14 +120,14 @@ def _poison():
 
 
 def _perturbed(ctx: Ctx, inputs: dict, seed: int, where: Callable, fill: float | None = None) -> dict:
-    """Copy of ``inputs`` with elements selected by ``where(arg, tensor) -> bool mask`` replaced by fresh in-domain
+    """Copy of ``inputs`` with elements selected by ``where(arg, tensor, steps per token) -> bool mask`` replaced by fresh in-domain
     values (or by ``fill``: NaN/Inf poison)."""
-    out = {}
+    out = {a.name: inputs[a.name] for a in ctx.spec.statics if a.name in inputs}
     for i, a in enumerate(ctx.spec.inputs):
         if a.name not in inputs:
             continue
         v = inputs[a.name]
-        mask = where(a, v)
+        mask = where(a, v, ctx.spec.time_factor(a, inputs) if time_axis(a) is not None else 1)
         if mask is None:
             out[a.name] = v
             continue
@@ -137,11 +141,11 @@ def _perturbed(ctx: Ctx, inputs: dict, seed: int, where: Callable, fill: float |
 
 
 def _time_mask(t0):
-    def where(a, v):
-        if "T" not in a.shape:
+    def where(a, v, f):
+        ax = time_axis(a)
+        if ax is None:
             return None
-        ax = a.shape.index("T")
-        idx = torch.arange(v.shape[ax]) > t0
+        idx = torch.arange(v.shape[ax]) // f > t0  # f steps per token along a "T*N" axis
         shape = [1] * v.dim()
         shape[ax] = -1
         return idx.view(shape).expand_as(v)
@@ -235,7 +239,7 @@ def _independence(axis: str):
     def check(ctx: Ctx, ex):
         k = ex["keep"]
 
-        def where(a, v):
+        def where(a, v, f):
             if axis not in a.shape:
                 return None
             ax = a.shape.index(axis)

@@ -51,6 +51,7 @@ class Ctx:
                 if spread:  # near-collinear rows: one direction plus a small perturbation (ill-conditioned WY)
                     v = v[:, :1] + spread * v
                 ex["inputs"][a.name] = S.unit_rows(v, self.dtype)
+        ex["inputs"].update(self.spec.static_values(dims))
         st_arg = self.spec.state_arg
         if st_arg is not None and "initial_state" in self.target.supports:
             use = with_state if with_state is not None else self.draw(st.booleans(), prefix + "initial_state")

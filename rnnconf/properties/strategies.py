@@ -13,7 +13,7 @@ import math
 import torch
 from hypothesis import strategies as st
 
-from ..spec.base import Dim, Spec
+from ..spec.base import Dim, Spec, dim_size
 from ..spec.domains import Domain
 from .profiles import Profile
 
@@ -114,7 +114,7 @@ def round_to(v: torch.Tensor, dtype: torch.dtype, d: Domain | None = None) -> to
 
 
 def shape_of(arg_shape, dims: dict) -> tuple:
-    return tuple(dims[s] for s in arg_shape)
+    return tuple(dim_size(s, dims) for s in arg_shape)
 
 
 def draw_lengths(data, profile: Profile, cap: int) -> list[int]:

@@ -2,6 +2,7 @@
 from . import (
     aaren,  # noqa: F401,E402
     delta,  # noqa: F401,E402
+    delta_product,  # noqa: F401,E402
     forgetting_attention,  # noqa: F401,E402
     hgrn,  # noqa: F401
     hgrn_layer,  # noqa: F401

@@ -29,8 +29,11 @@ class Dim:
 class Arg:
     """One argument of the canonical signature.
 
-    ``shape`` is a tuple of :class:`Dim` names.  ``kind`` is ``"input"`` (a tensor the op reads every step),
-    ``"state"`` (``initial_state``) or ``"param"`` (a per-channel tensor with no time axis).
+    ``shape`` is a tuple of :class:`Dim` names, or products of them such as ``"T*N"`` (DeltaProduct's keys carry
+    n_h sub-steps per token, interleaved along one axis of length T·n_h).  ``kind`` is ``"input"`` (a tensor the op
+    reads every step), ``"state"`` (``initial_state``), ``"param"`` (a per-channel tensor with no time axis) or
+    ``"static"`` (a Python int passed by keyword whose value is the size of its single shape symbol, e.g.
+    ``num_householder`` = N).
     """
 
     name: str
@@ -89,7 +92,25 @@ class Spec:
 
     @property
     def inputs(self) -> list[Arg]:
+        """Tensor arguments (passed positionally, in this order)."""
         return [a for a in self.args if a.kind in ("input", "param")]
+
+    @property
+    def statics(self) -> list[Arg]:
+        """Integer arguments fixed by a size (passed by keyword; carried in an example's ``inputs`` dict)."""
+        return [a for a in self.args if a.kind == "static"]
+
+    def static_values(self, dims: Mapping[str, int]) -> dict:
+        return {a.name: int(dims[a.shape[0]]) for a in self.statics}
+
+    def time_factor(self, arg: Arg, inputs: Mapping[str, object]) -> int:
+        """Steps per token along ``arg``'s time axis: 1 for ``"T"``, the static size N for ``"T*N"``."""
+        sym = next(s for s in arg.shape if "T" in s.split("*"))
+        f = 1
+        for p in sym.split("*"):
+            if p != "T":
+                f *= int(next(inputs[a.name] for a in self.statics if a.shape[0] == p))
+        return f
 
     @property
     def state_arg(self) -> Arg | None:
@@ -103,7 +124,23 @@ class Spec:
 
     def time_inputs(self) -> list[Arg]:
         """Inputs that carry the time axis ``T`` (those a causality or carry property slices)."""
-        return [a for a in self.inputs if "T" in a.shape]
+        return [a for a in self.inputs if time_axis(a) is not None]
+
+
+def dim_size(sym: str, dims: Mapping[str, int]) -> int:
+    """Size of a shape symbol: a :class:`Dim` name or a product of them (``"T*N"``)."""
+    n = 1
+    for p in sym.split("*"):
+        n *= dims[p]
+    return n
+
+
+def time_axis(arg: Arg) -> int | None:
+    """Index of ``arg``'s time axis (``"T"`` or a product containing T), or None."""
+    for i, s in enumerate(arg.shape):
+        if "T" in s.split("*"):
+            return i
+    return None
 
 
 _REGISTRY: dict[str, Spec] = {}

@@ -215,3 +215,93 @@ def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, trait
 
 DELTA_RULE = _make("delta-rule", "DeltaNet delta rule (matrix state)", "arXiv:2406.06484", gated=False)
 GATED_DELTA_RULE = _make("gated-delta-rule", "Gated DeltaNet (gated delta rule)", "arXiv:2412.06464", gated=True)
+
+
+class SpectralViolation(AssertionError):
+    """A transition drawn for an example breaks a spectral fact the spec states: a defect of the spec, its domain or
+    the strategies (reported as an rnnconf-internal error, never against the target)."""
+
+
+_U64 = 2.0**-53
+
+
+def householder_products(k: torch.Tensor, beta: torch.Tensor, n_h: int) -> torch.Tensor:
+    """A_t = H_{t,n_h}⋯H_{t,1}, H_{t,j} = I − β_{t,j} k_{t,j} k_{t,j}ᵀ (j = 1 applied first), as [B, T, H, K, K]
+    (float64) from k [B, T·n_h, H, K], beta [B, T·n_h, H]."""
+    B, TN, H, K = k.shape
+    T = TN // n_h
+    Hs = transitions(k, beta).view(B, T, n_h, H, K, K)
+    A = torch.eye(K, dtype=torch.float64).expand(B, T, H, K, K).clone()
+    for j in range(n_h):
+        A = Hs[:, :, j] @ A  # the later factor on the left
+    return A
+
+
+def spectral_check(k: torch.Tensor, beta: torch.Tensor, n_h: int = 1) -> None:
+    """Check the spectral facts of every token's transition A_t (the gate α_t ∈ (0, 1] only scales them), stated with
+    the keys' actual norms so that they are exact for any input; with ‖k‖ = 1 they are the familiar claims:
+
+    * ‖A_t‖₂ ≤ Π_j ρ_j, ρ_j = max(1, |1 − β_j‖k_j‖²|) (≤ 1 for unit keys, β ∈ [0, 2]) — so every eigenvalue lies in
+      the disk |λ| ≤ Π ρ_j (complex for n_h > 1: the product is not symmetric);
+    * n_h = 1: A_t is symmetric with eigenvalues 1 (K − 1 times) and 1 − β‖k‖² ∈ [−1, 1] ([0, 1] for β ≤ 1);
+    * det A_t = Π_j (1 − β_j‖k_j‖²);  rank(A_t − I) ≤ n_h;  β ≡ 2 on the token with unit keys ⇒ A_tᵀA_t = I.
+
+    Checked in float64 on the exact (already rounded) inputs; slack: the float64 evaluation (c·K·n_h·u₆₄, and
+    Bauer–Fike's κ₂(eigenvectors) for the eigenvalues of a non-symmetric product), plus 2|‖k‖² − 1| per factor for
+    the orthogonality of reflections whose keys are unit only up to their rounding.  Raises SpectralViolation."""
+    B, TN, H, K = k.shape
+    if TN == 0 or K == 0:
+        return
+    T = TN // n_h
+    A = householder_products(k, beta, n_h).reshape(-1, K, K)
+    kn2 = (k.double() ** 2).sum(-1).view(B, T, n_h, H).transpose(2, 3).reshape(-1, n_h)
+    bb = beta.double().view(B, T, n_h, H).transpose(2, 3).reshape(-1, n_h)
+    rho = torch.maximum(torch.ones_like(kn2), (1 - bb * kn2).abs()).prod(-1)
+    grow = (1 + bb.abs() * kn2).prod(-1)  # ≥ ‖A‖ bound of every partial product, scales float64 errors
+    c = 16 * K * n_h * _U64
+    eye = torch.eye(K, dtype=torch.float64)
+
+    def fail(what, mask, got, want):
+        i = int(mask.nonzero()[0])
+        b, rest = divmod(i, T * H)
+        t, h = divmod(rest, H)
+        raise SpectralViolation(f"spectral invariant broken at b={b}, t={t}, h={h} (n_h={n_h}, β={bb[i].tolist()}, "
+                                f"‖k‖²={kn2[i].tolist()}): {what}: got {float(got[i]):.12g}, allowed {float(want[i]):.12g}")
+
+    nrm = torch.linalg.matrix_norm(A, ord=2)
+    lim = rho * (1 + c) + c * grow
+    if bool((nrm > lim).any()):
+        fail("‖A_t‖₂ ≤ Π max(1, |1 − β‖k‖²|)", nrm > lim, nrm, lim)
+    if n_h == 1:
+        ev = torch.linalg.eigvalsh(A)
+        lo = torch.minimum(1 - bb[:, 0] * kn2[:, 0], torch.ones_like(rho)) - c * grow
+        hi = torch.maximum(1 - bb[:, 0] * kn2[:, 0], torch.ones_like(rho)) + c * grow
+        bad = (ev < lo[:, None]).any(-1) | (ev > hi[:, None]).any(-1)
+        if bool(bad.any()):
+            worst = torch.where(ev < lo[:, None], lo[:, None] - ev, ev - hi[:, None]).amax(-1)
+            fail("eigenvalues of I − βkkᵀ in [min(1, 1 − β‖k‖²), max(1, 1 − β‖k‖²)] (⊆ [−1, 1]), excess", bad,
+                 worst, torch.zeros_like(worst))
+    else:
+        ev, vec = torch.linalg.eig(A)
+        kappa = torch.linalg.cond(vec)
+        kappa = torch.where(torch.isfinite(kappa), kappa, torch.full_like(kappa, math.inf))
+        lim_e = rho + kappa * c * grow
+        mod = ev.abs().amax(-1)
+        if bool((mod > lim_e).any()):
+            fail("spectral radius ≤ Π max(1, |1 − β‖k‖²|) (unit disk for unit keys)", mod > lim_e, mod, lim_e)
+    det = torch.linalg.det(A)
+    want = (1 - bb * kn2).prod(-1)
+    tol = c * grow
+    if bool(((det - want).abs() > tol).any()):
+        fail("det A_t − Π(1 − β_j‖k_j‖²)", (det - want).abs() > tol, det - want, tol)
+    if K > n_h:
+        sv = torch.linalg.svdvals(A - eye)[:, n_h]
+        if bool((sv > tol).any()):
+            fail(f"rank(A_t − I) ≤ n_h: singular value #{n_h + 1} of A_t − I", sv > tol, sv, tol)
+    two = (bb == 2).all(-1)
+    if bool(two.any()):
+        err = (A.transpose(-1, -2) @ A - eye).abs().amax((-2, -1))
+        lim_o = 4 * (2 * (kn2 - 1).abs()).sum(-1) * grow + c * grow
+        bad = two & (err > lim_o)
+        if bool(bad.any()):
+            fail("β ≡ 2 ⇒ A_tᵀA_t = I, max |AᵀA − I|", bad, err, lim_o)
