@@ -419,6 +419,15 @@ register_adapter(Adapter(
 #   ``final_state`` float32.  Its backward raises NotImplementedError ("Backward pass is not implemented yet ...")
 #   so the adapter does not claim "grad".  No autotune.
 #
+# * ``chunk_gated_delta_product(q, k, v, g, beta, num_householder, scale, initial_state, output_final_state,
+#   use_qk_l2norm_in_kernel, cu_seqlens, ...)`` (fla/ops/gated_delta_product/chunk.py): k, v, beta of length
+#   T·num_householder (asserted), ``assert q.dtype != torch.float32``.  g is spread to the interleaved sequence
+#   (g at sub-step 0, float32) and summed by ``chunk_local_cumsum(.., chunk_size=64)`` over the T·n_h sub-steps —
+#   traits cumsum=chunk, chunk_size=64 in sub-steps, as rnnconf's chunk condition counts them — then the gated delta
+#   rule's kkt + solve_tril (output in the input dtype) + recompute_w_u on the interleaved sequence, and its own
+#   chunk_deltaproduct_h / chunk_deltaproduct_o (autotuned) for the state and the output; cu_seqlens counts tokens
+#   (multiplied by n_h inside).  Backward: the gated delta rule's chunk backward on the interleaved sequence.
+#
 # rnnconf draws unit keys itself, so use_qk_l2norm_in_kernel is left at its default False everywhere.
 
 def _delta_signature(fn: Callable) -> Callable:
@@ -441,6 +450,17 @@ def _gated_delta_signature(fn: Callable) -> Callable:
     return call
 
 
+def _product_signature(fn: Callable) -> Callable:
+    """rnnconf's ``fn(q, k, v, g, beta, num_householder, ...)`` onto fla's chunk_gated_delta_product."""
+
+    def call(q, k, v, g, beta, num_householder, scale=None, initial_state=None, output_final_state=False,
+             cu_seqlens=None):
+        return fn(q, k, v, g, beta, num_householder, scale=scale, initial_state=initial_state,
+                  output_final_state=output_final_state, use_qk_l2norm_in_kernel=False, cu_seqlens=cu_seqlens)
+
+    return call
+
+
 def _native_matmul() -> str:
     import os
 
@@ -457,6 +477,9 @@ _DELTA_CHUNK_TUNED = ("fla.ops.common.chunk_delta_h", "fla.ops.common.chunk_o", 
 _GATED_CHUNK_TUNED = ("fla.ops.common.chunk_delta_h", "fla.ops.common.chunk_o",
                       "fla.ops.common.chunk_scaled_dot_kkt", "fla.ops.utils.solve_tril", "fla.ops.utils.cumsum",
                       "fla.ops.gated_delta_rule.chunk_fwd", "fla.ops.gated_delta_rule.wy_fast")
+_PRODUCT_CHUNK_TUNED = _GATED_CHUNK_TUNED + ("fla.ops.delta_rule.wy_fast",
+                                             "fla.ops.gated_delta_product.chunk_deltaproduct_h",
+                                             "fla.ops.gated_delta_product.chunk_deltaproduct_o")
 
 
 @dataclass(frozen=True)
@@ -491,6 +514,13 @@ DELTA_OPS = (
                   "time loop per (sequence·head, V block), float32 state in registers, h *= exp(g) per step; "
                   "final_state float32; no backward (fla raises NotImplementedError)",
                   adapt=_gated_delta_signature)),
+    DeltaOp(FlaOp("chunk_gated_delta_product", "delta-product", "fla.ops.gated_delta_product.chunk",
+                  "chunk_gated_delta_product", Traits(accumulate=None, cumsum="chunk", chunk_size=64),
+                  frozenset(FEATURES),
+                  "the gated delta rule's WY form in chunks of 64 sub-steps on the sequence interleaved to T·n_h "
+                  "(gate at sub-step 0), its own state/output kernels for n_h sub-steps per token; refuses float32",
+                  dtypes=_NO_F32, adapt=_product_signature),
+            tuned=_PRODUCT_CHUNK_TUNED, tf32=True),
 )
 
 
@@ -508,7 +538,8 @@ def _delta_tuned(d: DeltaOp):
             for attr, val in vars(mod).items():
                 # only Triton kernel objects: probing .fn on arbitrary attributes (torch.ops) raises
                 if type(val).__module__.startswith(("triton.", "fla.")) and _find_autotuners(val):
-                    setattr(ns, f"{name.rsplit('.', 1)[-1]}.{attr}", val)
+                    # keyed by the full module path: delta_rule.wy_fast and gated_delta_rule.wy_fast share kernel names
+                    setattr(ns, f"{name}.{attr}", val)
     return ns
 
 

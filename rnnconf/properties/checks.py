@@ -120,8 +120,8 @@ def _poison():
 
 
 def _perturbed(ctx: Ctx, inputs: dict, seed: int, where: Callable, fill: float | None = None) -> dict:
-    """Copy of ``inputs`` with elements selected by ``where(arg, tensor, steps per token) -> bool mask`` replaced by fresh in-domain
-    values (or by ``fill``: NaN/Inf poison)."""
+    """Copy of ``inputs`` with elements selected by ``where(arg, tensor, steps per token) -> bool mask`` replaced
+    by fresh in-domain values (or by ``fill``: NaN/Inf poison)."""
     out = {a.name: inputs[a.name] for a in ctx.spec.statics if a.name in inputs}
     for i, a in enumerate(ctx.spec.inputs):
         if a.name not in inputs:

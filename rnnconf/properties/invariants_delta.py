@@ -11,7 +11,8 @@ from .calling import PropertyFailure
 from .checks import PROPERTIES, Property, only_for
 from .context import Ctx
 
-_FOR = only_for("delta-rule", "gated-delta-rule")
+_FOR = only_for("delta-rule", "gated-delta-rule", "delta-product")
+_DP = only_for("delta-product")
 _STATE = frozenset({"initial_state", "final_state"})
 
 
@@ -40,9 +41,9 @@ def _norm_check(orthogonal: bool):
         S0 = ex["initial_state"].norm(dim=(-2, -1))
         kn2 = (i["k"] ** 2).sum(-1)
         rho = torch.maximum(torch.ones_like(kn2), (1 - i["beta"] * kn2).abs())
+        lim_hi = S0 * rho.prod(1)  # [B, H] (over every sub-step for delta-product)
         if "g" in i:
-            rho = rho * torch.exp(i["g"])
-        lim_hi = S0 * rho.prod(1)  # [B, H]
+            lim_hi = lim_hi * torch.exp(i["g"]).prod(1)
         got = call.outputs["final_state"].norm(dim=(-2, -1))
         slack = ctx.bound(res, "final_state").norm(dim=(-2, -1))
         excess = got - lim_hi - slack
@@ -75,21 +76,23 @@ def _retrieval_draw(ctx: Ctx):
     i = ex["inputs"]
     T = ex["dims"]["T"]
     t = ctx.draw(st.integers(0, T - 1), "retrieval t")
+    n = int(i.get("num_householder", 1))
+    r = t * n + n - 1  # the token's last (sub-)step: the state the query reads
     K = i["k"].shape[-1]
-    i["beta"][:, t] = 1.0
-    i["q"][:, t] = i["k"][:, t] * math.sqrt(K)  # o_t = S_tᵀ (s·q_t) = S_tᵀ k_t  (s = 1/√K, exact for K = 4^m)
-    ex["t"] = t
+    i["beta"][:, r] = 1.0
+    i["q"][:, t] = i["k"][:, r] * math.sqrt(K)  # o_t = S_tᵀ (s·q_t) = S_tᵀ k  (s = 1/√K, exact for K = 4^m)
+    ex["t"], ex["r"] = t, r
     return ex
 
 
 def _retrieval_check(ctx: Ctx, ex):
-    """β_t = 1, unit k_t: S_t = (I − k kᵀ)·(…) + k v_tᵀ ⇒ S_tᵀ k_t = v_t — the value just written is read back.
-    Judged against v_t with the oracle's bound plus the exact deviation |oracle − v_t| (keys are unit only up to
-    their rounding, and s·√K is 1 only up to rounding)."""
+    """β = 1, unit k at token t's last (sub-)step: S_t = (I − k kᵀ)·(…) + k vᵀ ⇒ S_tᵀ k = v — the value just
+    written is read back.  Judged against v with the oracle's bound plus the exact deviation |oracle − v| (keys are
+    unit only up to their rounding, and s·√K is 1 only up to rounding)."""
     i, t = ex["inputs"], ex["t"]
     call = ctx.call(i, ex["initial_state"])
     res = ctx.oracle(i, ex["initial_state"])
-    want = i["v"][:, t]
+    want = i["v"][:, ex.get("r", t)]
     dev = (res.values["o"][:, t] - want).abs()
     return ctx.expect_close(f"o[:, {t}] with β_t = 1, q_t ∝ k_t (must read back v_t)", call.outputs["o"][:, t],
                             want, ctx.bound(res, "o")[:, t] + dev, call.desc, source="v_t (exact retrieval)")
@@ -98,3 +101,46 @@ def _retrieval_check(ctx: Ctx, ex):
 PROPERTIES["delta-retrieval"] = Property(
     "delta-retrieval", "β_t = 1 with a unit key: S_tᵀ k_t = v_t (exact retrieval)", _retrieval_draw,
     _retrieval_check, applies=_FOR)
+
+
+# ---- DeltaProduct's metamorphic relations: each judged against a *different* spec's oracle --------------------------
+def _reduction(kind: str):
+    """``interleaved``: the gated delta rule on the sequence interleaved to T·n_h steps (gate at sub-step 0, query at
+    sub-step n_h − 1, zeros elsewhere), every n_h-th output — fla's reduction; ``nh1``: n_h = 1 is the gated delta
+    rule itself; ``ungated``: g ≡ 0 is the (ungated) delta rule on the interleaved sequence."""
+    def draw(ctx: Ctx):
+        dims = ctx.draw_dims(fixed={"N": 1} if kind == "nh1" else None,
+                             bounds=None if kind == "nh1" else {"N": (2, None)})
+        ex = ctx.draw_inputs(dims)
+        if kind == "ungated":
+            ex["inputs"]["g"] = torch.zeros_like(ex["inputs"]["g"])
+        return ex
+
+    def check(ctx: Ctx, ex):
+        from ..oracles import get_oracle
+        from ..spec.delta_product import spread
+
+        i = ex["inputs"]
+        n = int(i["num_householder"])
+        call = ctx.call(i, ex["initial_state"])
+        own = ctx.oracle(i, ex["initial_state"])  # the bound: delta-product's error model for these inputs
+        flat = {"q": spread(i["q"], n, n - 1), "k": i["k"], "v": i["v"], "beta": i["beta"]}
+        other = "delta-rule" if kind == "ungated" else "gated-delta-rule"
+        if other == "gated-delta-rule":
+            flat["g"] = spread(i["g"], n, 0)
+        ref = get_oracle(other)(**flat, initial_state=ex["initial_state"])
+        worst = 0.0
+        for name, obs in call.outputs.items():
+            want = ref.values[name][:, n - 1::n] if name == "o" else ref.values[name]
+            worst = max(worst, ctx.expect_close(f"{name} (n_h = {n})", obs, want, ctx.bound(own, name), call.desc,
+                                                source=f"{other} oracle on the interleaved sequence"))
+        return worst
+
+    return draw, check
+
+
+for _kind, _doc in (("interleaved", "equals the gated delta rule's oracle on the interleaved T·n_h sequence (gate at "
+                                    "sub-step 0, query at the last), every n_h-th output (n_h ≥ 2)"),
+                    ("nh1", "n_h = 1 equals the gated delta rule's oracle"),
+                    ("ungated", "g ≡ 0 equals the delta rule's oracle on the interleaved sequence (n_h ≥ 2)")):
+    PROPERTIES[f"dp-{_kind}"] = Property(f"dp-{_kind}", _doc, *_reduction(_kind), applies=_DP)

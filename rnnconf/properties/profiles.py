@@ -49,11 +49,13 @@ class Profile:
 
 
 PROFILES = {
+    # N: DeltaProduct's sub-steps per token (T·N sub-steps per sequence)
     # H, K, V: attention specs (quadratic oracles), kept small on the CPU tier
     "ci": Profile("ci", 10, True, {"T": 70, "D": 40, "B": 3, "H": 2, "K": 16, "V": 16,
-                                   "attention.T": 40, "attention.B": 2, "matrix.T": 32, "matrix.B": 2}),
+                                   "attention.T": 40, "attention.B": 2, "matrix.T": 32, "matrix.B": 2,
+                                   "N": 3}),
     "dev": Profile("dev", 30, False, {"T": 130, "D": 64, "B": 4, "H": 3, "K": 32, "V": 32, "attention.T": 80,
-                                      "matrix.T": 64},
+                                      "matrix.T": 64, "N": 4},
                    database=True),
     "gpu": Profile("gpu", 60, False, {"T": 520, "D": 96, "B": 4, "H": 4, "K": 64, "V": 64}, device="cuda",
                    database=True),

@@ -256,6 +256,13 @@ def spectral_check(k: torch.Tensor, beta: torch.Tensor, n_h: int = 1) -> None:
     A = householder_products(k, beta, n_h).reshape(-1, K, K)
     kn2 = (k.double() ** 2).sum(-1).view(B, T, n_h, H).transpose(2, 3).reshape(-1, n_h)
     bb = beta.double().view(B, T, n_h, H).transpose(2, 3).reshape(-1, n_h)
+    check_transitions(A, kn2, bb, T, H)
+
+
+def check_transitions(A: torch.Tensor, kn2: torch.Tensor, bb: torch.Tensor, T: int = 1, H: int = 1) -> None:
+    """The checks of :func:`spectral_check` on transitions A [M, K, K] (float64) whose factors have squared key norms
+    ``kn2`` and strengths ``bb`` [M, n_h] (M = B·T·H, ordered b, t, h)."""
+    K, n_h = A.shape[-1], kn2.shape[-1]
     rho = torch.maximum(torch.ones_like(kn2), (1 - bb * kn2).abs()).prod(-1)
     grow = (1 + bb.abs() * kn2).prod(-1)  # ≥ ‖A‖ bound of every partial product, scales float64 errors
     c = 16 * K * n_h * _U64
@@ -266,12 +273,13 @@ def spectral_check(k: torch.Tensor, beta: torch.Tensor, n_h: int = 1) -> None:
         b, rest = divmod(i, T * H)
         t, h = divmod(rest, H)
         raise SpectralViolation(f"spectral invariant broken at b={b}, t={t}, h={h} (n_h={n_h}, β={bb[i].tolist()}, "
-                                f"‖k‖²={kn2[i].tolist()}): {what}: got {float(got[i]):.12g}, allowed {float(want[i]):.12g}")
+                                f"‖k‖²={kn2[i].tolist()}): {what}: got {float(got[i]):.12g}, "
+                                f"allowed {float(want[i]):.12g}")
 
     nrm = torch.linalg.matrix_norm(A, ord=2)
     lim = rho * (1 + c) + c * grow
     if bool((nrm > lim).any()):
-        fail("‖A_t‖₂ ≤ Π max(1, |1 − β‖k‖²|)", nrm > lim, nrm, lim)
+        fail("‖A_t‖₂ ≤ Π max(1, |1 − β‖k‖²|) (≤ 1 for unit keys)", nrm > lim, nrm, lim)
     if n_h == 1:
         ev = torch.linalg.eigvalsh(A)
         lo = torch.minimum(1 - bb[:, 0] * kn2[:, 0], torch.ones_like(rho)) - c * grow

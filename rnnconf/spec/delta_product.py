@@ -70,7 +70,7 @@ DELTA_PRODUCT = register(Spec(
               "cu_seqlens=None) -> (o, final_state)",
     dims=DP_DIMS,
     args=(Arg("q", ("B", "T", "H", "K"), real(1.0, edges=(0.0,)), doc="queries (read after the last sub-step)"),
-          Arg("k", ("B", "T*N", "H", "K"), real(1.0, edges=(0.0, 1.0)), doc="keys, n_h per token (drawn L2-normalised)"),
+          Arg("k", ("B", "T*N", "H", "K"), real(1.0, edges=(0.0, 1.0)), doc="keys, n_h per token (unit drawn)"),
           Arg("v", ("B", "T*N", "H", "V"), real(1.0, edges=(0.0, 1e2, -1e2)), doc="values, n_h per token"),
           Arg("g", ("B", "T", "H"), log_gate(floor=-1e3), doc="log decay g_t = log α_t ≤ 0, once per token"),
           Arg("beta", ("B", "T*N", "H"), BETA, doc="writing strengths β_{t,j} ∈ [0, 2]"),
@@ -81,8 +81,8 @@ DELTA_PRODUCT = register(Spec(
              Output("final_state", ("B", "H", "K", "V"), "S_T (when output_final_state)", state=True)),
     forms=("sequential", "scan", "chunk-wy"),
     invariants=(
-        Invariant("delta-spectrum", "A_t = H_{t,n_h}⋯H_{t,1}: ‖A_t‖₂ ≤ 1 and every eigenvalue in the unit disk for unit "
-                  "keys and β ∈ [0, 2] (real, in [−1, 1], only for n_h = 1); det A_t = Π_j(1 − β_j‖k_j‖²); "
+        Invariant("delta-spectrum", "A_t = H_{t,n_h}⋯H_{t,1}: ‖A_t‖₂ ≤ 1 and every eigenvalue in the unit disk for "
+                  "unit keys and β ∈ [0, 2] (real, in [−1, 1], only for n_h = 1); det A_t = Π_j(1 − β_j‖k_j‖²); "
                   "rank(A_t − I) ≤ n_h; β ≡ 2 ⇒ A_t orthogonal — checked by the oracle on every example"),
         Invariant("dp-interleaved", "equals gated-delta-rule on the interleaved sequence (gate at sub-step 0, query "
                   "at the last), every n_h-th output"),

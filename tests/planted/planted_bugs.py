@@ -497,9 +497,10 @@ def _bugs() -> list[PlantedBug]:
     from planted_fox import fox_bugs
 
     fox_bugs(add)
-    from planted_delta import delta_bugs
+    from planted_delta import delta_bugs, delta_product_bugs
 
     delta_bugs(add)
+    delta_product_bugs(add)
     from planted_aaren import aaren_bugs
 
     aaren_bugs(add)

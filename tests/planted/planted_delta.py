@@ -108,3 +108,39 @@ def delta_bugs(add) -> None:
     add("delta-scan-reversed", f"{d}/scan", "planted-scan-reversed", _api(_scan_reversed, False), {"oracle"},
         "matrix scan combine multiplies the earlier factor on the left (A₁A₂)",
         "brief: factor order matters (a form that reverses it must fail)")
+
+
+def _dp_sequential(bug):
+    def run(q, k, v, g, beta, n, scale, initial_state, output_final_state):
+        cd, s, S, qh, kh, vh, bh, gh = _prep(q, k, v, beta, g, scale, initial_state)
+        outs = []
+        for t in range(q.shape[1]):
+            if bug != "gate-after-first":
+                S = torch.exp(gh[:, :, t])[..., None, None] * S
+            order = range(n - 1, -1, -1) if bug == "householder-reversed" else range(n)  # BUG: H_1⋯H_{n_h}
+            for j in order:
+                r = t * n + j
+                kt, vt, bt = kh[:, :, r], vh[:, :, r], bh[:, :, r, None, None]
+                kS = torch.einsum("bhk,bhkv->bhv", kt, S)
+                S = S - bt * kt[..., :, None] * (kS - vt)[..., None, :]
+                if bug == "gate-after-first" and j == 0:
+                    S = torch.exp(gh[:, :, t])[..., None, None] * S  # BUG: the gate after the first sub-step
+            outs.append(torch.einsum("bhk,bhkv->bhv", qh[:, :, t], S))
+        o = torch.stack(outs, 2) if outs else vh[:, :, :0]
+        return o.transpose(1, 2).to(q.dtype), (S.to(q.dtype) if output_final_state else None)
+
+    return run
+
+
+def delta_product_bugs(add) -> None:
+    from rnnconf.impls.delta_product import product_api
+
+    dp = "delta-product"
+    add("dp-householder-reversed", f"{dp}/sequential", "planted-householder-reversed",
+        product_api(_dp_sequential("householder-reversed")), {"oracle", "dp-interleaved"},
+        "sub-steps applied last-first: A_t = H_1⋯H_{n_h} instead of H_{n_h}⋯H_1",
+        "brief: Householder order reversed (models-1.md §6: reversed product differs by 0.46)")
+    add("dp-gate-after-first", f"{dp}/sequential", "planted-gate-after-first",
+        product_api(_dp_sequential("gate-after-first")), {"oracle", "dp-interleaved"},
+        "gate applied after the first Householder sub-step instead of before it",
+        "brief: gate applied after instead of before the first sub-step (fla: g at sub-step 0)")
