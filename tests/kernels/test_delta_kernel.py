@@ -150,3 +150,37 @@ def test_native_code_path_compiles():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     res = subprocess.run([sys.executable, "-c", _NATIVE], capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("T,n_h,K,V,bv", [(0, 2, 33, 5, None), (1, 4, 1, 5, None), (7, 3, 33, 5, 2), (17, 2, 16, 5, 4)])
+def test_delta_product_edge_shapes(T, n_h, K, V, bv):
+    """DeltaProduct through the same kernel: T = 0, 1, 7, 17 tokens of n_h = 2…4 sub-steps, K = 1 and 33, several V
+    blocks; o and the final state judged by the delta-product oracle; gradcheck (fast mode) of every input for one
+    small case."""
+    from rnnconf.oracles import get_oracle
+
+    B, H = 2, 2
+    gen = torch.Generator().manual_seed(1000 + 10 * T + n_h)
+    q = torch.randn(B, T, H, K, generator=gen)
+    k = torch.nn.functional.normalize(torch.randn(B, T * n_h, H, K, generator=gen), dim=-1)
+    v = torch.randn(B, T * n_h, H, V, generator=gen)
+    beta = 2 * torch.rand(B, T * n_h, H, generator=gen)
+    g = -torch.rand(B, T, H, generator=gen)
+    h0 = torch.randn(B, H, K, V, generator=gen)
+    o, ht = fused_recurrent_delta(q, k, v, beta, g, initial_state=h0, output_final_state=True, _bv=bv,
+                                  num_householder=n_h)
+    res = get_oracle("delta-product")(*(x.double() for x in (q, k, v, g, beta)), n_h, initial_state=h0.double())
+    traits = get_form("delta-product/triton-fused").traits
+    for name, out in (("o", o), ("final_state", ht)):
+        bound = DELTA_ERROR.bound(res.steps[name], res.mag[name], res.logmass[name], torch.float32, traits,
+                                  cond=res.cond[name])
+        assert out.shape == res.values[name].shape and torch.isfinite(out).all()
+        assert ((out.double() - res.values[name]).abs() <= bound).all(), name
+    if T == 7:
+        xs = [x[:1, :3 * (n_h if x.shape[1] == T * n_h else 1)].double().requires_grad_() for x in (q, k, v, g, beta)]
+        s0 = h0[:1].double().requires_grad_()
+        assert torch.autograd.gradcheck(
+            lambda q, k, v, g, b, s: fused_recurrent_delta(q, k, v, b, g, initial_state=s, output_final_state=True,
+                                                           num_householder=n_h),
+            (*xs, s0), fast_mode=True)
