@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from rnnconf.registry import all_specs, get_form
+from rnnconf.spec.base import dim_size
 
 
 def _specs_with_reference():
@@ -14,10 +15,12 @@ def _specs_with_reference():
 def test_reference_form_gradcheck(spec, T):
     target = get_form(f"{spec.id}/{spec.extra['reference_form']}")
     gen = torch.Generator().manual_seed(T)
-    dims = {"B": 2, "T": T, "D": 3, "L": 3, "H": 2, "K": 3, "V": 2}
+    dims = {"B": 2, "T": T, "D": 3, "L": 3, "H": 2, "K": 3, "V": 2, "N": 2}
+    dims.update({n: 3 for n in spec.dims if n not in dims})
+    statics = spec.static_values(dims)  # e.g. num_householder = N
     inputs = {}
     for a in spec.inputs:
-        shape = tuple(dims.get(s, 3) for s in a.shape)
+        shape = tuple(dim_size(s, dims) for s in a.shape)
         v = torch.randn(shape, generator=gen, dtype=torch.float64)
         if a.domain.hi <= 0:
             v = -v.abs() - 0.1
@@ -30,7 +33,7 @@ def test_reference_form_gradcheck(spec, T):
         def g(*vals):
             kw = dict(inputs)
             kw.update(zip(names, vals))
-            return target.fn(*[kw[a.name] for a in spec.inputs])
+            return target.fn(*[kw[a.name] for a in spec.inputs], **statics)
 
         assert torch.autograd.gradcheck(g, [inputs[n].clone().requires_grad_(True) for n in names])
         return
@@ -41,7 +44,8 @@ def test_reference_form_gradcheck(spec, T):
     def f(*vals):
         kw = dict(inputs)
         kw.update(zip(names, vals[:-1]))
-        o, hT = target.fn(*[kw[a.name] for a in spec.inputs], initial_state=vals[-1], output_final_state=True)
+        o, hT = target.fn(*[kw[a.name] for a in spec.inputs], initial_state=vals[-1], output_final_state=True,
+                          **statics)
         return o, hT
 
     leaves = [inputs[n].clone().requires_grad_(True) for n in names] + [h0.clone().requires_grad_(True)]
