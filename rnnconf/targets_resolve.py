@@ -11,8 +11,9 @@ Accepted forms (tried in this order):
 A third party's function becomes ``Target(kind="external")`` — ``kind="triton"`` when its module imports Triton, so
 that the backend dtype self-test applies — judged under :data:`~rnnconf.spec.errors.ANY_TRAITS` (the most permissive
 derived error model: its accumulation precision and cumulative-sum structure are unknown).  What it supports is read
-from its signature: ``initial_state`` / ``output_final_state`` → the state features, ``cu_seqlens`` → varlen, a
-``**kwargs`` catch-all → all of them; gradients are always assumed (a failing backward is reported as errored).
+from its signature: ``initial_state`` / ``output_final_state`` → the state features, ``cu_seqlens`` → varlen,
+``use_qk_l2norm_in_kernel`` → qk_l2norm, a ``**kwargs`` catch-all → all of them; gradients are always assumed (a
+failing backward is reported as errored).
 A function without ``output_final_state`` that returns a single tensor is adapted to the spec's ``(o, None)``.
 
 Every problem with the string itself raises :class:`UsageError` with a one-line message (the CLI exits 2 on it).
@@ -30,7 +31,7 @@ import types
 from dataclasses import dataclass, replace
 
 from .spec.errors import ANY_TRAITS
-from .spec.targets import FLOAT_DTYPES, Target
+from .spec.targets import FLOAT_DTYPES, QK_L2NORM, Target
 
 
 class UsageError(Exception):
@@ -256,11 +257,13 @@ def detect_supports(fn) -> tuple[frozenset, bool]:
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
-        return frozenset({"initial_state", "final_state", "varlen", "grad"}), True
+        return frozenset({"initial_state", "final_state", "varlen", "grad", QK_L2NORM}), True
     params = sig.parameters
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return frozenset({"initial_state", "final_state", "varlen", "grad"}), True
+        return frozenset({"initial_state", "final_state", "varlen", "grad", QK_L2NORM}), True
     feats = {"grad"}
+    if "use_qk_l2norm_in_kernel" in params:  # the delta family's normalisation mode (fla's keyword)
+        feats.add(QK_L2NORM)
     if "initial_state" in params:
         feats.add("initial_state")
     if "output_final_state" in params:

@@ -13,6 +13,13 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+def l2norm_rows(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / √(Σx² + ε) along the last axis, computed in the compute dtype and returned in x's dtype (as fla's
+    ``l2norm_fwd`` stores it)."""
+    xc = x.to(compute_dtype(x.dtype))
+    return (xc * torch.rsqrt((xc * xc).sum(-1, keepdim=True) + eps)).to(x.dtype)
+
+
 def varlen_by_split(dense: Callable, seq_inputs: list[torch.Tensor], initial_state, output_final_state, cu_seqlens):
     """Evaluate a dense ``[B, T, ...]`` form on packed sequences (B = 1) one sequence at a time.
 

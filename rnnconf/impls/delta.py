@@ -8,6 +8,8 @@
   A = strict_tril(diag(β) KKᵀ ⊙ Γ);  U = (I + A)⁻¹ diag(β) V;  W = (I + A)⁻¹ diag(β e^G) K  (forward substitution);
   V_new = U − W S;  O = (e^G ⊙ Q) S + (tril(QKᵀ) ⊙ Γ) V_new;  S ← e^{G_C} S + (e^{G_C − G} ⊙ K)ᵀ V_new.
   Any C; T need not be a multiple.  Products with a triangular mask select rather than multiply by zero.
+
+``use_qk_l2norm_in_kernel=True`` normalises q and k rows first (x/√(Σx² + ε), :func:`._common.l2norm_rows`).
 """
 from __future__ import annotations
 
@@ -15,9 +17,12 @@ import math
 
 import torch
 
+from ..spec.delta import QK_L2NORM_EPS
 from ..spec.errors import Traits
-from ..spec.targets import Target, register_form
-from ._common import compute_dtype, varlen_by_split
+from ..spec.targets import FEATURES, QK_L2NORM, Target, register_form
+from ._common import compute_dtype, l2norm_rows, varlen_by_split
+
+SUPPORTS = frozenset(FEATURES) | {QK_L2NORM}
 
 
 def _prep(q, k, v, beta, g, scale, initial_state):
@@ -112,7 +117,9 @@ def _chunk(C):
 
 
 def _api(core, gated):
-    def split(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens):
+    def split(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens, norm):
+        if norm:
+            q, k = l2norm_rows(q, QK_L2NORM_EPS), l2norm_rows(k, QK_L2NORM_EPS)
         if cu_seqlens is None:
             return core(q, k, v, beta, g, scale, initial_state, output_final_state)
         if g is None:  # v last: it shapes the output of an empty batch
@@ -126,21 +133,26 @@ def _api(core, gated):
         return varlen_by_split(dense, seq, initial_state, output_final_state, cu_seqlens)
 
     if gated:
-        def fn(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
-            return split(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens)
+        def fn(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None,
+               use_qk_l2norm_in_kernel=False):
+            return split(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens,
+                         use_qk_l2norm_in_kernel)
     else:
-        def fn(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
-            return split(q, k, v, beta, None, scale, initial_state, output_final_state, cu_seqlens)
+        def fn(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None,
+               use_qk_l2norm_in_kernel=False):
+            return split(q, k, v, beta, None, scale, initial_state, output_final_state, cu_seqlens,
+                         use_qk_l2norm_in_kernel)
     fn.__doc__ = core.__doc__
     return fn
 
 
 for _sid, _gated in (("delta-rule", False), ("gated-delta-rule", True)):
     register_form(Target(_sid, "sequential", _api(_sequential, _gated), traits=Traits(accumulate="float32",
-                         cumsum="none"), doc="step-by-step recurrence"))
+                         cumsum="none"), supports=SUPPORTS, doc="step-by-step recurrence"))
     register_form(Target(_sid, "scan", _api(_scan, _gated), traits=Traits(accumulate="float32", cumsum="none"),
-                         combine=None, doc="Hillis–Steele scan over (A_t, B_t) with the matrix combine"))
+                         combine=None, supports=SUPPORTS,
+                         doc="Hillis–Steele scan over (A_t, B_t) with the matrix combine"))
     for _C in (16, 5):
         register_form(Target(_sid, f"chunk-wy-{_C}", _api(_chunk(_C), _gated),
-                             traits=Traits(accumulate="float32", cumsum="chunk", chunk_size=_C),
+                             traits=Traits(accumulate="float32", cumsum="chunk", chunk_size=_C), supports=SUPPORTS,
                              doc=f"chunkwise WY/UT transform, C = {_C}"))

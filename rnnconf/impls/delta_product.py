@@ -6,16 +6,19 @@ n_h sub-steps per token, sub-step j of token t at row t·n_h + j):
   then the Hillis–Steele scan with the matrix combine of :mod:`rnnconf.impls.delta` (later factor on the left).
 * ``chunk-wy-C``: fla's reduction — the gated delta rule's chunkwise WY/UT form on the interleaved sequence of
   T·n_h sub-steps (gate at sub-step 0, query at sub-step n_h − 1, zeros elsewhere), every n_h-th output kept.
+
+``use_qk_l2norm_in_kernel=True`` normalises every q row and every sub-step's k row first.
 """
 from __future__ import annotations
 
 import torch
 
+from ..spec.delta import QK_L2NORM_EPS
 from ..spec.delta_product import spread
 from ..spec.errors import Traits
 from ..spec.targets import Target, register_form
-from ._common import varlen_by_split
-from .delta import _chunk, _prep, matrix_combine
+from ._common import l2norm_rows, varlen_by_split
+from .delta import SUPPORTS, _chunk, _prep, matrix_combine
 
 
 def _sequential(q, k, v, g, beta, n, scale, initial_state, output_final_state):
@@ -72,8 +75,10 @@ def product_api(core):
     """fla's signature around ``core(q, k, v, g, beta, n, scale, h0, output_final_state)``; varlen splits by tokens
     (rows [cu·n_h, cu'·n_h) of k, v, beta)."""
     def fn(q, k, v, g, beta, num_householder, scale=None, initial_state=None, output_final_state=False,
-           cu_seqlens=None):
+           cu_seqlens=None, use_qk_l2norm_in_kernel=False):
         n = int(num_householder)
+        if use_qk_l2norm_in_kernel:
+            q, k = l2norm_rows(q, QK_L2NORM_EPS), l2norm_rows(k, QK_L2NORM_EPS)
         if k.shape[1] != q.shape[1] * n:
             raise ValueError(f"delta-product: k has {k.shape[1]} rows, expected T·num_householder = {q.shape[1] * n}")
         if cu_seqlens is None:
@@ -97,11 +102,11 @@ def product_api(core):
 
 
 _T = Traits(accumulate="float32", cumsum="none")
-register_form(Target("delta-product", "sequential", product_api(_sequential), traits=_T,
+register_form(Target("delta-product", "sequential", product_api(_sequential), traits=_T, supports=SUPPORTS,
                      doc="gate, n_h Householder sub-steps, read — token by token"))
-register_form(Target("delta-product", "scan", product_api(_scan), traits=_T,
+register_form(Target("delta-product", "scan", product_api(_scan), traits=_T, supports=SUPPORTS,
                      doc="Hillis–Steele scan over per-token (α_t H_{n_h}⋯H_1, B_t) with the matrix combine"))
 for _C in (16, 5):
     register_form(Target("delta-product", f"chunk-wy-{_C}", product_api(_chunk_interleaved(_C)),
-                         traits=Traits(accumulate="float32", cumsum="chunk", chunk_size=_C),
+                         traits=Traits(accumulate="float32", cumsum="chunk", chunk_size=_C), supports=SUPPORTS,
                          doc=f"chunkwise WY/UT (C = {_C} sub-steps) on the interleaved sequence, as fla reduces it"))

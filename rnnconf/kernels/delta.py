@@ -26,6 +26,10 @@ and d S_0 = D after the loop (= d S_T for an empty sequence).  dq, dk, dβ, dg s
 partial sums in the accumulation dtype and the host adds them (V blocks are few; deterministic).  dv is complete per
 block.
 
+``use_qk_l2norm_in_kernel`` (constexpr QK_NORM) normalises q and k rows in registers, x̂ = x·r with
+r = 1/√(Σx² + ε), in both programs; the backward maps the gradient of x̂ back through it, dx = r(dx̂ − x̂(x̂·dx̂)),
+on each V block's partial sums (the map is linear, so the host's sum over blocks commutes with it).
+
 Varlen runs in-kernel: with ``cu_seqlens`` (B = 1) program n reads tokens [cu_n, cu_{n+1}).  Accumulation in float32
 (float64 for float64 inputs), exp via libdevice natively (:func:`rnnconf.kernels.hgrn.exp_`); no ``tl.dot``, so no
 TF32 question.  Block sizes are fixed functions of (K, V), never autotuned: results are deterministic.
@@ -39,15 +43,17 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
+from ..spec.delta import QK_L2NORM_EPS
 from ..spec.errors import Traits
-from ..spec.targets import FEATURES, Target, register_form
+from ..spec.targets import FEATURES, QK_L2NORM, Target, register_form
 from .hgrn import _check_device, exp_, seq_bounds, upcast
 
 
 @triton.jit(do_not_specialize=["T"])
 def _delta_fwd_kernel(q, k, v, beta, g, h0, o, ht, sbuf, cu, sc, T, NH, H, K, V,
                       BK: tl.constexpr, BV: tl.constexpr, GATED: tl.constexpr, USE_H0: tl.constexpr,
-                      STORE_HT: tl.constexpr, STORE_S: tl.constexpr, IS_VARLEN: tl.constexpr, F64: tl.constexpr):
+                      STORE_HT: tl.constexpr, STORE_S: tl.constexpr, IS_VARLEN: tl.constexpr, F64: tl.constexpr,
+                      QK_NORM: tl.constexpr, EPS: tl.constexpr):
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
     bos, L = seq_bounds(cu, i_n, T, IS_VARLEN)
@@ -70,7 +76,11 @@ def _delta_fwd_kernel(q, k, v, beta, g, h0, o, ht, sbuf, cu, sc, T, NH, H, K, V,
         last_k = (rk * 0 + j) == NH - 1
         last_v = (rv * 0 + j) == NH - 1
         kt = upcast(tl.load(k + r * K + rk, mask=mk, other=0.0), F64)
-        qt = upcast(tl.load(q + rt * K + rk, mask=mk & last_k, other=0.0), F64) * scale
+        qt = upcast(tl.load(q + rt * K + rk, mask=mk & last_k, other=0.0), F64)
+        if QK_NORM:
+            kt = kt / tl.sqrt(tl.sum(kt * kt, 0) + EPS)
+            qt = qt / tl.sqrt(tl.sum(qt * qt, 0) + EPS)
+        qt = qt * scale
         vt = upcast(tl.load(v + r * V + rv, mask=mv, other=0.0), F64)
         bt = upcast(tl.load(beta + r), F64)
         u = tl.sum(kt[:, None] * S, 0)
@@ -88,7 +98,8 @@ def _delta_fwd_kernel(q, k, v, beta, g, h0, o, ht, sbuf, cu, sc, T, NH, H, K, V,
 @triton.jit(do_not_specialize=["T", "TT"])
 def _delta_bwd_kernel(q, k, v, beta, g, h0, sbuf, do, dht, dq, dk, dv, dbeta, dg, dh0, cu, sc, T, TT, NH, H, K, V,
                       BK: tl.constexpr, BV: tl.constexpr, GATED: tl.constexpr, USE_H0: tl.constexpr,
-                      USE_DHT: tl.constexpr, IS_VARLEN: tl.constexpr, F64: tl.constexpr):
+                      USE_DHT: tl.constexpr, IS_VARLEN: tl.constexpr, F64: tl.constexpr, QK_NORM: tl.constexpr,
+                      EPS: tl.constexpr):
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
     bos, L = seq_bounds(cu, i_n, T, IS_VARLEN)
@@ -116,7 +127,16 @@ def _delta_bwd_kernel(q, k, v, beta, g, h0, sbuf, do, dht, dq, dk, dv, dbeta, dg
         last_k = (rk * 0 + j) == NH - 1
         last_v = (rv * 0 + j) == NH - 1
         kt = upcast(tl.load(k + r * K + rk, mask=mk, other=0.0), F64)
-        qt = upcast(tl.load(q + rt * K + rk, mask=mk & last_k, other=0.0), F64) * scale  # read after the last only
+        qt = upcast(tl.load(q + rt * K + rk, mask=mk & last_k, other=0.0), F64)  # read after the last only
+        rk_n = tl.sum(kt * 0.0, 0) + 1.0  # r = 1/√(Σx² + ε) of the rows (1 without QK_NORM)
+        rq_n = rk_n
+        if QK_NORM:
+            rk_n = 1.0 / tl.sqrt(tl.sum(kt * kt, 0) + EPS)
+            rq_n = 1.0 / tl.sqrt(tl.sum(qt * qt, 0) + EPS)
+            kt = kt * rk_n
+            qt = qt * rq_n
+        qh = qt  # q̂
+        qt = qt * scale
         vt = upcast(tl.load(v + r * V + rv, mask=mv, other=0.0), F64)
         dot = upcast(tl.load(do + rt * V + rv, mask=mv & last_v, other=0.0), F64)
         bt = upcast(tl.load(beta + r), F64)
@@ -134,9 +154,13 @@ def _delta_bwd_kernel(q, k, v, beta, g, h0, sbuf, do, dht, dq, dk, dv, dbeta, dg
         z = tl.sum(kt[:, None] * D, 0)
         w = vt - a * u
         tl.store(dv + r * V + rv, bt * z, mask=mv)
-        tl.store(dq + (pbase + r) * K + rk, tl.sum(St * dot[None, :], 1) * scale, mask=mk)
-        tl.store(dk + (pbase + r) * K + rk, bt * (tl.sum(D * w[None, :], 1) - a * tl.sum(Sp * z[None, :], 1)),
-                 mask=mk)
+        dqt = tl.sum(St * dot[None, :], 1) * scale  # ∂L/∂q̂ (this block's part)
+        dkt = bt * (tl.sum(D * w[None, :], 1) - a * tl.sum(Sp * z[None, :], 1))  # ∂L/∂k̂
+        if QK_NORM:  # through x̂ = x·r: dx = r(dx̂ − x̂(x̂·dx̂))
+            dqt = rq_n * (dqt - qh * tl.sum(qh * dqt, 0))
+            dkt = rk_n * (dkt - kt * tl.sum(kt * dkt, 0))
+        tl.store(dq + (pbase + r) * K + rk, dqt, mask=mk)
+        tl.store(dk + (pbase + r) * K + rk, dkt, mask=mk)
         tl.store(dbeta + pbase + r, tl.sum(z * w, 0))
         if GATED:
             tl.store(dg + pbase + r, a * (tl.sum(tl.sum(D * Sp, 1), 0) - bt * tl.sum(z * u, 0)))
@@ -158,14 +182,14 @@ def blocks(K: int, V: int) -> tuple[int, int, int]:
 
 class _DeltaFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, cu, N, NH, scale, output_final_state, bv, q, k, v, beta, g, h0):
+    def forward(ctx, cu, N, NH, scale, output_final_state, bv, norm, q, k, v, beta, g, h0):
         ctx.set_materialize_grads(False)
         B, T, H, K = q.shape
         V = v.shape[-1]
         dev = q.device
         f64 = any(x is not None and x.dtype == torch.float64 for x in (q, k, v, beta, g, h0))
         acc = torch.float64 if f64 else torch.float32
-        need_grad = any(ctx.needs_input_grad[6:])
+        need_grad = any(ctx.needs_input_grad[7:])
         sc = torch.full((1,), scale, dtype=acc, device=dev)
         o = torch.empty(B, T, H, V, dtype=q.dtype, device=dev)
         ht = torch.empty(N, H, K, V, dtype=q.dtype, device=dev) if output_final_state else None
@@ -176,8 +200,9 @@ class _DeltaFunction(torch.autograd.Function):
             _delta_fwd_kernel[(triton.cdiv(V, BV), N * H)](
                 q, k, v, beta, g if g is not None else beta, h0, o, ht, sbuf, cu, sc, T, NH, H, K, V,
                 BK=BK, BV=BV, GATED=g is not None, USE_H0=h0 is not None, STORE_HT=ht is not None,
-                STORE_S=need_grad, IS_VARLEN=cu is not None, F64=f64, num_warps=nw)
-        ctx.meta = (N, NH, BK, BV, nw, f64, g is not None, h0 is not None)
+                STORE_S=need_grad, IS_VARLEN=cu is not None, F64=f64, QK_NORM=norm, EPS=QK_L2NORM_EPS,
+                num_warps=nw)
+        ctx.meta = (N, NH, BK, BV, nw, f64, g is not None, h0 is not None, norm)
         ctx.save_for_backward(cu, sc, sbuf, q, k, v, beta, g, h0)
         return o, ht
 
@@ -185,7 +210,7 @@ class _DeltaFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, do, dht):
         cu, sc, sbuf, q, k, v, beta, g, h0 = ctx.saved_tensors
-        N, NH, BK, BV, nw, f64, gated, has_h0 = ctx.meta
+        N, NH, BK, BV, nw, f64, gated, has_h0, norm = ctx.meta
         B, T, H, K = q.shape
         V = v.shape[-1]
         TT = B * T * NH  # sub-step rows
@@ -205,7 +230,7 @@ class _DeltaFunction(torch.autograd.Function):
                 q, k, v, beta, g if gated else beta, h0, sbuf, do, dht, dq, dk, dv, dbeta,
                 dg if gated else dbeta, dh0, cu, sc, T, TT, NH, H, K, V,
                 BK=BK, BV=BV, GATED=gated, USE_H0=has_h0, USE_DHT=dht is not None, IS_VARLEN=cu is not None,
-                F64=f64, num_warps=nw)
+                F64=f64, QK_NORM=norm, EPS=QK_L2NORM_EPS, num_warps=nw)
 
         def fold(x, like, j=None):
             x = x.sum(0)
@@ -219,13 +244,14 @@ class _DeltaFunction(torch.autograd.Function):
         gb = fold(dbeta, beta)
         gg = fold(dg, g, 0) if gated else None
         gh0 = dh0.to(h0.dtype) if has_h0 else None
-        return None, None, None, None, None, None, gq, gk, gv, gb, gg, gh0
+        return None, None, None, None, None, None, None, gq, gk, gv, gb, gg, gh0
 
 
 def fused_recurrent_delta(q, k, v, beta, g=None, scale=None, initial_state=None, output_final_state=False,
-                          cu_seqlens=None, _bv=None, num_householder: int = 1):
+                          cu_seqlens=None, _bv=None, num_householder: int = 1, use_qk_l2norm_in_kernel=False):
     """Delta rule (gated when ``g`` is given) with fla's conventions; returns (o, final_state or None).
-    ``num_householder`` = n_h > 1: DeltaProduct, k, v, beta with n_h interleaved sub-steps per token.
+    ``num_householder`` = n_h > 1: DeltaProduct, k, v, beta with n_h interleaved sub-steps per token;
+    ``use_qk_l2norm_in_kernel``: q and k rows normalised in the kernel.
 
     ``_bv`` overrides the V block width (tests use it to exercise several V blocks on small V)."""
     NH = int(num_householder)
@@ -260,25 +286,30 @@ def fused_recurrent_delta(q, k, v, beta, g=None, scale=None, initial_state=None,
             raise ValueError(f"delta: initial_state must be [{N}, {H}, {K}, {V}], got {tuple(h0.shape)}")
     q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
     g = g.contiguous() if g is not None else None
-    return _DeltaFunction.apply(cu, N, NH, s, bool(output_final_state), _bv, q, k, v, beta, g, h0)
+    return _DeltaFunction.apply(cu, N, NH, s, bool(output_final_state), _bv, bool(use_qk_l2norm_in_kernel), q, k, v,
+                                beta, g, h0)
 
 
-def delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+def delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None,
+               use_qk_l2norm_in_kernel=False):
     """DeltaNet, fused recurrent Triton kernel (forward and backward)."""
-    return fused_recurrent_delta(q, k, v, beta, None, scale, initial_state, output_final_state, cu_seqlens)
+    return fused_recurrent_delta(q, k, v, beta, None, scale, initial_state, output_final_state, cu_seqlens,
+                                 use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel)
 
 
-def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None,
+                     use_qk_l2norm_in_kernel=False):
     """Gated DeltaNet, fused recurrent Triton kernel (forward and backward); fla's order: g before beta."""
-    return fused_recurrent_delta(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens)
+    return fused_recurrent_delta(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens,
+                                 use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel)
 
 
 def delta_product(q, k, v, g, beta, num_householder, scale=None, initial_state=None, output_final_state=False,
-                  cu_seqlens=None):
+                  cu_seqlens=None, use_qk_l2norm_in_kernel=False):
     """Gated DeltaProduct, fused recurrent Triton kernel (forward and backward): the same programs looping over
     T·n_h sub-steps, the gate applied at each token's first, the query read (and o stored) after its last."""
     return fused_recurrent_delta(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens,
-                                 num_householder=num_householder)
+                                 num_householder=num_householder, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel)
 
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -286,6 +317,6 @@ _TRAITS = Traits(accumulate="float32", cumsum="none")
 
 for _sid, _fn in (("delta-rule", delta_rule), ("gated-delta-rule", gated_delta_rule), ("delta-product", delta_product)):
     register_form(Target(_sid, "triton-fused", _fn, kind="triton", traits=_TRAITS, dtypes=_DTYPES,
-                         supports=frozenset(FEATURES), deterministic=True,
+                         supports=frozenset(FEATURES) | {QK_L2NORM}, deterministic=True,
                          doc="Triton: one program per (V block, sequence·head), K×BV state in registers, loop over "
                              "t; fp32 accumulation; backward = reverse-time adjoint over stored per-step states"))

@@ -7,6 +7,10 @@ import math
 import torch
 from hypothesis import strategies as st
 
+from ..spec.delta import QK_L2NORM
+from ..spec.domains import Domain
+from ..spec.targets import QK_L2NORM as QK_L2NORM_FEATURE
+from . import strategies as S
 from .calling import PropertyFailure
 from .checks import PROPERTIES, Property, only_for
 from .context import Ctx
@@ -144,3 +148,42 @@ for _kind, _doc in (("interleaved", "equals the gated delta rule's oracle on the
                     ("nh1", "n_h = 1 equals the gated delta rule's oracle"),
                     ("ungated", "g ≡ 0 equals the delta rule's oracle on the interleaved sequence (n_h ≥ 2)")):
     PROPERTIES[f"dp-{_kind}"] = Property(f"dp-{_kind}", _doc, *_reduction(_kind), applies=_DP)
+
+
+# ---- the normalisation mode (fla's use_qk_l2norm_in_kernel) ----------------------------------------------------------
+_ROW_NORM = Domain("log10 ‖row‖", lo=-30.0, hi=3.0, center=0.0, scale=1.0, edges=(-30.0, -4.0, -3.0, 0.0, 3.0),
+                   doc="decades of a raw q/k row's norm: 10^−30 (zero or underflowing), 10^−3 (‖x‖² = ε), 10^3")
+
+
+def _l2norm_draw(ctx: Ctx):
+    """Raw q and k: the spec's draw (unit keys, near-collinear ones included), each row then scaled by 10^e with e
+    drawn per row (labelled ``q.log10_norm``, ``k.log10_norm``) and rounded to the dtype."""
+    ex = ctx.draw_inputs(ctx.draw_dims())
+    i = ex["inputs"]
+    for name in ("q", "k"):
+        x = i[name]
+        e = S.draw_tensor(ctx.data, f"{name}.log10_norm", _ROW_NORM, x.shape[:-1], torch.float64)
+        i[name] = S.round_to(x * torch.pow(10.0, e)[..., None], ctx.dtype)
+    return ex
+
+
+def _l2norm_check(ctx: Ctx, ex):
+    """The target with ``use_qk_l2norm_in_kernel=True`` on raw rows against the oracle that normalises the same rows
+    in mpmath (x̂ = x/√(Σx² + ε)) and charges the normalisation's rounding (spec: NORMALISATION MODE)."""
+    from ..oracles import DEFAULT_DPS, get_oracle
+
+    i = ex["inputs"]
+    call = ctx.call(i, ex["initial_state"], extra_kwargs={QK_L2NORM: True})
+    res = get_oracle(ctx.spec.id)(**i, initial_state=ex["initial_state"], dps=DEFAULT_DPS,
+                                  use_qk_l2norm_in_kernel=True)
+    worst = 0.0
+    for name, obs in call.outputs.items():
+        worst = max(worst, ctx.expect_close(f"{name} ({QK_L2NORM}=True)", obs, res.values[name], ctx.bound(res, name),
+                                            call.desc, source="oracle on the rows normalised in mpmath"))
+    return worst
+
+
+PROPERTIES["delta-qk-l2norm"] = Property(
+    "delta-qk-l2norm", f"{QK_L2NORM}=True on raw q, k rows (norms 10^−30 … 10^3) equals the oracle on "
+    "q̂ = q/√(Σq² + ε), k̂ = k/√(Σk² + ε), ε = 1e-6", _l2norm_draw, _l2norm_check,
+    requires=frozenset({QK_L2NORM_FEATURE}), applies=_FOR, all_dtypes=True)

@@ -11,7 +11,8 @@ what gives DeltaProduct its state tracking.  The factor order matters.
 
 LAYOUT (fla's): q [B, T, H, K], g [B, T, H]; k [B, T·n_h, H, K], v [B, T·n_h, H, V], beta [B, T·n_h, H] with
 sub-step j of token t at row t·n_h + j; ``num_householder`` = n_h; ``cu_seqlens`` counts tokens (sequence n owns
-rows [cu_n·n_h, cu_{n+1}·n_h) of k, v, beta).  Domain and key normalisation as :mod:`rnnconf.spec.delta`.
+rows [cu_n·n_h, cu_{n+1}·n_h) of k, v, beta).  Domain and key normalisation (``use_qk_l2norm_in_kernel``: every
+q and k row, sub-step keys included) as :mod:`rnnconf.spec.delta`.
 
 ERROR MODEL: the gated delta rule's, on the interleaved sequence of T·n_h sub-steps (gate at sub-step 0, query at
 sub-step n_h − 1): per sub-step local error e and propagation ρ as there, the output of token t charged the
@@ -23,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from .base import Arg, Dim, Invariant, Output, Spec, register
-from .delta import BETA, DELTA_DIMS, DELTA_ERROR, chunk_condition, delta_grad_magnitudes
+from .delta import BETA, DELTA_DIMS, DELTA_ERROR, QK_L2NORM_INVARIANT, chunk_condition, delta_grad_magnitudes
 from .domains import Domain, log_gate, real
 
 DP_DIMS = {**DELTA_DIMS, "N": Dim("N", 1, 8, edges=(1, 2, 3), doc="Householder sub-steps per token (n_h)")}
@@ -67,7 +68,7 @@ DELTA_PRODUCT = register(Spec(
     math="S_t = α_t H_{t,n_h}⋯H_{t,1} S_{t−1} + B_t  (sub-steps S ← (I − β k kᵀ)S + β k vᵀ, gate before the first); "
          "o_t = S_tᵀ (s·q_t)",
     signature="fn(q, k, v, g, beta, num_householder, scale=None, initial_state=None, output_final_state=False, "
-              "cu_seqlens=None) -> (o, final_state)",
+              "cu_seqlens=None, use_qk_l2norm_in_kernel=False) -> (o, final_state)",
     dims=DP_DIMS,
     args=(Arg("q", ("B", "T", "H", "K"), real(1.0, edges=(0.0,)), doc="queries (read after the last sub-step)"),
           Arg("k", ("B", "T*N", "H", "K"), real(1.0, edges=(0.0, 1.0)), doc="keys, n_h per token (unit drawn)"),
@@ -89,6 +90,7 @@ DELTA_PRODUCT = register(Spec(
         Invariant("dp-nh1", "n_h = 1 is the gated delta rule"),
         Invariant("dp-ungated", "g ≡ 0 is the delta rule on the interleaved sequence"),
         Invariant("delta-retrieval", "β = 1 at a token's last sub-step with a unit key: S_tᵀ k = v"),
+        QK_L2NORM_INVARIANT,
     ),
     error_model=DELTA_ERROR,
     extra={"family": "matrix", "reference_form": "sequential", "independent_axes": ("B", "H"), "unit_rows": ("k",),

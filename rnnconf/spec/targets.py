@@ -15,6 +15,7 @@ from .domains import Domain
 from .errors import ANY_TRAITS, Traits
 
 FEATURES = ("initial_state", "final_state", "varlen", "grad")
+QK_L2NORM = "qk_l2norm"  # optional, declared explicitly: the delta family's ``use_qk_l2norm_in_kernel=True`` mode
 STATELESS = frozenset({"varlen", "grad"})  # what a state-free op (attention) can support
 FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 

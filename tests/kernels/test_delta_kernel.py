@@ -115,13 +115,13 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from rnnconf.kernels import delta as D
 
-FLAGS = ("BK", "BV", "GATED", "USE_H0", "STORE_HT", "STORE_S", "IS_VARLEN", "F64", "USE_DHT")
+FLAGS = ("BK", "BV", "GATED", "USE_H0", "STORE_HT", "STORE_S", "IS_VARLEN", "F64", "USE_DHT", "QK_NORM", "EPS")
 for dt, f64 in (("fp32", False), ("fp16", False), ("fp64", True)):
     for gated in (False, True):
         for fn in (D._delta_fwd_kernel, D._delta_bwd_kernel):
             sig = {}
             for n in fn.arg_names:
-                if n in ("T", "TT", "H", "K", "V"):
+                if n in ("T", "TT", "NH", "H", "K", "V"):
                     sig[n] = "i32"
                 elif n in FLAGS:
                     sig[n] = "constexpr"
@@ -132,7 +132,7 @@ for dt, f64 in (("fp32", False), ("fp16", False), ("fp64", True)):
                 else:
                     sig[n] = "*fp64" if f64 else "*fp32"
             const = dict(BK=64, BV=32, GATED=gated, USE_H0=True, STORE_HT=True, STORE_S=True, IS_VARLEN=True,
-                         F64=f64, USE_DHT=True)
+                         F64=f64, USE_DHT=True, QK_NORM=gated, EPS=1e-6)
             triton.compile(ASTSource(fn, sig, {k: v for k, v in const.items() if k in fn.arg_names}),
                            target=GPUTarget("cuda", 90, 32))
 print("ok")
@@ -184,3 +184,41 @@ def test_delta_product_edge_shapes(T, n_h, K, V, bv):
             lambda q, k, v, g, b, s: fused_recurrent_delta(q, k, v, b, g, initial_state=s, output_final_state=True,
                                                            num_householder=n_h),
             (*xs, s0), fast_mode=True)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("n_h", [1, 2])
+def test_qk_l2norm_in_kernel(n_h):
+    """``use_qk_l2norm_in_kernel``: raw q, k rows (norms 0, 10^−3 = √ε, 10^−2 … 30) normalised in the kernel — o and
+    S_T judged by the oracle that normalises in mpmath (the normalisation's c_n charged), and the backward through
+    x̂ = x/√(Σx² + ε) by gradcheck in float64 over two V blocks."""
+    B, T, H, K, V = 2, 5, 2, 4, 5
+    gen = torch.Generator().manual_seed(77 + n_h)
+    q = torch.randn(B, T, H, K, generator=gen) * 10.0 ** torch.randint(-3, 2, (B, T, H, 1), generator=gen)
+    k = torch.randn(B, T * n_h, H, K, generator=gen) * 10.0 ** torch.randint(-3, 2, (B, T * n_h, H, 1), generator=gen)
+    k[0, 1] = 0.0
+    q[1, 2] = 0.0
+    v = torch.randn(B, T * n_h, H, V, generator=gen)
+    beta = 2 * torch.rand(B, T * n_h, H, generator=gen)
+    g = -torch.rand(B, T, H, generator=gen)
+    h0 = torch.randn(B, H, K, V, generator=gen)
+    o, ht = fused_recurrent_delta(q, k, v, beta, g, initial_state=h0, output_final_state=True, _bv=2,
+                                  num_householder=n_h, use_qk_l2norm_in_kernel=True)
+    res = delta_oracle(*(x.double() for x in (q, k, v, beta, g)), initial_state=h0.double(), n_h=n_h,
+                       use_qk_l2norm_in_kernel=True)
+    traits = get_form("delta-product/triton-fused").traits
+    res = res.aux["form_adjust"](res, traits, torch.float32)
+    for name, out in (("o", o), ("final_state", ht)):
+        bound = DELTA_ERROR.bound(res.steps[name], res.mag[name], res.logmass[name], torch.float32, traits,
+                                  cond=res.cond[name])
+        err = (out.double() - res.values[name]).abs()
+        assert torch.isfinite(out).all() and (err <= bound).all(), f"{name}: {float((err / bound).max()):.3g}×"
+    raw = delta_oracle(*(x.double() for x in (q, k, v, beta, g)), initial_state=h0.double(), n_h=n_h)
+    assert (raw.values["o"] - res.values["o"]).abs().max() > 1e-2  # the mode matters on these rows
+    xs = [x[:1, :3 * (n_h if x.shape[1] == T * n_h else 1)].double().requires_grad_() for x in (q, k, v, g, beta)]
+    xs[1].data[0, 1] = 0.0  # a zero key row: x̂ = 0, gradient r·dx̂
+    s0 = h0[:1].double().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda q, k, v, g, b, s: fused_recurrent_delta(q, k, v, b, g, initial_state=s, output_final_state=True,
+                                                       _bv=2, num_householder=n_h, use_qk_l2norm_in_kernel=True),
+        (*xs, s0), fast_mode=True)

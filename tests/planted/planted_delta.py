@@ -6,7 +6,9 @@ import math
 
 import torch
 
+from rnnconf.impls._common import l2norm_rows
 from rnnconf.impls.delta import _api, _prep, _tril_matmul
+from rnnconf.spec.delta import QK_L2NORM_EPS
 
 
 def _sequential(bug):
@@ -88,6 +90,28 @@ def _chunk(C, bug):
     return run
 
 
+def _query_norm_only(fn):
+    """``fn`` (a form's API with the flag off) with a normalisation mode that forgets the keys."""
+    def run(*args, use_qk_l2norm_in_kernel=False, **kw):
+        if use_qk_l2norm_in_kernel:
+            args = (l2norm_rows(args[0], QK_L2NORM_EPS),) + args[1:]  # BUG: q normalised, k passed through raw
+        return fn(*args, **kw)
+
+    return run
+
+
+def _normalize_clamped(fn):
+    """``fn`` with a normalisation mode using torch's F.normalize convention x/max(‖x‖, ε) instead of the spec's
+    x/√(Σx² + ε) — equal for ‖x‖ ≫ √ε, off by up to √2 near ‖x‖ = √ε = 10⁻³ (and 10⁶× larger for tiny rows)."""
+    def run(*args, use_qk_l2norm_in_kernel=False, **kw):
+        if use_qk_l2norm_in_kernel:
+            q, k = (torch.nn.functional.normalize(x, dim=-1, eps=QK_L2NORM_EPS) for x in args[:2])  # BUG: clamp
+            args = (q, k) + args[2:]
+        return fn(*args, **kw)
+
+    return run
+
+
 def delta_bugs(add) -> None:
     d, gd = "delta-rule", "gated-delta-rule"
     add("delta-beta-one-term", f"{d}/sequential", "planted-beta-one-term", _api(_sequential("beta-one-term"), False),
@@ -108,6 +132,10 @@ def delta_bugs(add) -> None:
     add("delta-scan-reversed", f"{d}/scan", "planted-scan-reversed", _api(_scan_reversed, False), {"oracle"},
         "matrix scan combine multiplies the earlier factor on the left (A₁A₂)",
         "brief: factor order matters (a form that reverses it must fail)")
+    add("delta-key-norm-dropped", f"{gd}/sequential", "planted-key-norm-dropped",
+        _query_norm_only(_api(_sequential(None), True)), {"delta-qk-l2norm"},
+        "use_qk_l2norm_in_kernel=True normalises q but passes k through unnormalised",
+        "brief: key normalisation dropped (fla's use_qk_l2norm_in_kernel)")
 
 
 def _dp_sequential(bug):
@@ -144,3 +172,10 @@ def delta_product_bugs(add) -> None:
         product_api(_dp_sequential("gate-after-first")), {"oracle", "dp-interleaved"},
         "gate applied after the first Householder sub-step instead of before it",
         "brief: gate applied after instead of before the first sub-step (fla: g at sub-step 0)")
+    from rnnconf.impls.delta_product import _chunk_interleaved
+
+    add("dp-l2norm-clamped", f"{dp}/chunk-wy-16", "planted-l2norm-clamped",
+        _normalize_clamped(product_api(_chunk_interleaved(16))), {"delta-qk-l2norm"},
+        "use_qk_l2norm_in_kernel with F.normalize's x/max(‖x‖, ε) instead of x/√(Σx² + ε)",
+        "fla's l2norm_fwd (rstd = 1/√(Σx² + ε)) vs F.normalize (x/max(‖x‖, ε)), which fla's docstring examples "
+        "and its precond_gated_delta_rule naive reference use")
