@@ -102,14 +102,25 @@ def autotune_variants(name: str) -> list[tuple[str, Target]]:
 
 
 def interpreter_skips(target: Target) -> tuple[Skip, ...]:
-    """Under the Triton interpreter, call ``target`` once on tiny zero inputs (and its backward when it supports
-    gradients).  An ``InterpreterError`` there is a limit of the interpreter, not a verdict on the target: it becomes
-    a :class:`Skip` naming the error (``"*"`` for the forward, ``"gradients"`` for the backward), so properties
-    report *skipped* with that reason instead of blaming the target.  Natively, or when the probe runs, ``()``."""
+    """Under the Triton interpreter, call ``target`` once per dtype on tiny zero inputs (and its backward when it
+    supports gradients).  An ``InterpreterError`` there is a limit of the interpreter, not a verdict on the target: it
+    becomes a :class:`Skip` for that dtype naming the error (``"*"`` for the forward, ``"gradients"`` for the
+    backward), so properties report *skipped* with that reason instead of blaming the target.  bfloat16 is left to
+    the backend self-test (:mod:`rnnconf.kernels._backend`).  Natively, or where the probe runs, no skip."""
     from ..kernels._backend import interpreter_active
 
     if target.kind != "triton" or not interpreter_active():
         return ()
+    import torch
+
+    skips = []
+    for dtype in target.dtypes:
+        if dtype != torch.bfloat16:
+            skips.extend(_probe(target, dtype))
+    return tuple(skips)
+
+
+def _probe(target: Target, dtype) -> tuple[Skip, ...]:
     import torch
     from triton.runtime.errors import InterpreterError
 
@@ -118,7 +129,6 @@ def interpreter_skips(target: Target) -> tuple[Skip, ...]:
 
     spec = get_spec(target.spec_id)
     dims = {n: min(d.hi, max(d.lo, 2)) for n, d in spec.dims.items()}
-    dtype = torch.float32 if torch.float32 in target.dtypes else target.dtypes[0]
     grad = "grad" in target.supports
     inputs = [torch.zeros([dim_size(s, dims) for s in a.shape], dtype=dtype,
                           requires_grad=grad and a.differentiable) for a in spec.inputs]
@@ -140,8 +150,8 @@ def interpreter_skips(target: Target) -> tuple[Skip, ...]:
         except importlib.metadata.PackageNotFoundError:
             ver = "?"
         what = "its backward" if where == "gradients" else "it"
-        return (Skip(where, f"{target.id}: {what} cannot run under the Triton {ver} interpreter "
-                            f"({str(e).strip()}); not judged here"),)
+        return (Skip(where, f"{target.id}: {what} cannot run under the Triton {ver} interpreter in "
+                            f"{str(dtype).replace('torch.', '')} ({str(e).strip()}); not judged here", dtype),)
     except Exception:  # noqa: BLE001 — the target's own error: left for the properties to report
         return ()
     return ()

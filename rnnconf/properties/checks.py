@@ -33,11 +33,13 @@ class Property:
     tags: tuple = field(default_factory=tuple)
 
     def not_applicable(self, spec, target) -> str | None:
+        """Why the property does not concern this target: the spec first (a family invariant of another family),
+        then the features the target declares."""
+        if self.applies is not None and (why := self.applies(spec, target)):
+            return why
         missing = [f for f in self.requires if f not in target.supports]
         if missing:
             return f"target does not support {', '.join(sorted(missing))}"
-        if self.applies is not None:
-            return self.applies(spec, target)
         return None
 
 
