@@ -38,7 +38,7 @@ from typing import Callable
 import torch
 
 from ..spec.errors import Traits
-from ..spec.targets import FEATURES, FLOAT_DTYPES, Target
+from ..spec.targets import FEATURES, FLOAT_DTYPES, QK_L2NORM, Target
 from . import Adapter, interpreter_skips, register_adapter
 
 LIBRARY = "fla"
@@ -428,14 +428,19 @@ register_adapter(Adapter(
 #   chunk_deltaproduct_h / chunk_deltaproduct_o (autotuned) for the state and the output; cu_seqlens counts tokens
 #   (multiplied by n_h inside).  Backward: the gated delta rule's chunk backward on the interleaved sequence.
 #
-# rnnconf draws unit keys itself, so use_qk_l2norm_in_kernel is left at its default False everywhere.
+# * ``use_qk_l2norm_in_kernel=True``: fused_recurrent_delta_rule and the chunk ops call fla.modules.norm.l2norm's
+#   ``l2norm_fwd`` on q and k (x·rsqrt(Σx² + 1e-6) in float32, stored in the input dtype; autotuned, so pinned under
+#   the interpreter with the rest) and ``l2norm_bwd`` on the way back; fused_recurrent_gated_delta_rule normalises in
+#   its kernel loop (float32, x/√(Σx² + 1e-6)).  The adapters pass the flag through (judged by delta-qk-l2norm);
+#   every other property leaves it False on rnnconf's unit keys.
 
 def _delta_signature(fn: Callable) -> Callable:
     """rnnconf's ``fn(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None)``."""
 
-    def call(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+    def call(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None,
+             use_qk_l2norm_in_kernel=False):
         return fn(q, k, v, beta, scale=scale, initial_state=initial_state, output_final_state=output_final_state,
-                  use_qk_l2norm_in_kernel=False, cu_seqlens=cu_seqlens)
+                  use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel, cu_seqlens=cu_seqlens)
 
     return call
 
@@ -443,9 +448,11 @@ def _delta_signature(fn: Callable) -> Callable:
 def _gated_delta_signature(fn: Callable) -> Callable:
     """rnnconf's ``fn(q, k, v, g, beta, ...)`` onto fla's (keywords: fused_recurrent has gk, gv before beta)."""
 
-    def call(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+    def call(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None,
+             use_qk_l2norm_in_kernel=False):
         return fn(q, k, v, g=g, beta=beta, scale=scale, initial_state=initial_state,
-                  output_final_state=output_final_state, use_qk_l2norm_in_kernel=False, cu_seqlens=cu_seqlens)
+                  output_final_state=output_final_state, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
+                  cu_seqlens=cu_seqlens)
 
     return call
 
@@ -454,9 +461,10 @@ def _product_signature(fn: Callable) -> Callable:
     """rnnconf's ``fn(q, k, v, g, beta, num_householder, ...)`` onto fla's chunk_gated_delta_product."""
 
     def call(q, k, v, g, beta, num_householder, scale=None, initial_state=None, output_final_state=False,
-             cu_seqlens=None):
+             cu_seqlens=None, use_qk_l2norm_in_kernel=False):
         return fn(q, k, v, g, beta, num_householder, scale=scale, initial_state=initial_state,
-                  output_final_state=output_final_state, use_qk_l2norm_in_kernel=False, cu_seqlens=cu_seqlens)
+                  output_final_state=output_final_state, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
+                  cu_seqlens=cu_seqlens)
 
     return call
 
@@ -471,7 +479,10 @@ def _native_matmul() -> str:
     return "ieee" if os.environ.get("TRITON_F32_DEFAULT", "").strip().lower() == "ieee" else "tf32"
 
 
-# modules whose autotuned kernels lie on the chunk paths (pinned together under the interpreter)
+# modules whose autotuned kernels lie on the chunk paths (pinned together under the interpreter, and enumerated as
+# autotune variants); l2norm's (the use_qk_l2norm_in_kernel path) are pinned too but not enumerated: no property
+# judged per variant sets the flag
+_L2NORM = ("fla.modules.norm.l2norm",)
 _DELTA_CHUNK_TUNED = ("fla.ops.common.chunk_delta_h", "fla.ops.common.chunk_o", "fla.ops.common.chunk_scaled_dot_kkt",
                       "fla.ops.utils.solve_tril", "fla.ops.delta_rule.wy_fast")
 _GATED_CHUNK_TUNED = ("fla.ops.common.chunk_delta_h", "fla.ops.common.chunk_o",
@@ -490,33 +501,34 @@ class DeltaOp:
 
 
 _NO_F32 = (torch.float64, torch.float16, torch.bfloat16)
+_DELTA_FEATURES = frozenset(FEATURES) | {QK_L2NORM}
 DELTA_OPS = (
     DeltaOp(FlaOp("fused_recurrent_delta_rule", "delta-rule", "fla.ops.delta_rule.fused_recurrent",
-                  "fused_recurrent_delta_rule", Traits(accumulate="float32", cumsum="none"), frozenset(FEATURES),
+                  "fused_recurrent_delta_rule", Traits(accumulate="float32", cumsum="none"), _DELTA_FEATURES,
                   "time loop per (sequence·head, 8-wide V block), float32 state in registers (products and tl.sum, "
                   "no tl.dot); final_state float32; backward float32 loops reading u = v − Sᵀk stored in the input "
                   "dtype", adapt=_delta_signature)),
     DeltaOp(FlaOp("chunk_delta_rule", "delta-rule", "fla.ops.delta_rule.chunk", "chunk_delta_rule",
-                  Traits(accumulate=None, cumsum="none", chunk_size=64), frozenset(FEATURES),
+                  Traits(accumulate=None, cumsum="none", chunk_size=64), _DELTA_FEATURES,
                   "WY form in chunks of 64 (A = strict_tril(diag β KKᵀ), solve_tril, w/u in the input dtype), "
                   "state carried in float32 but rounded to the input dtype for every tl.dot; refuses float32",
                   dtypes=_NO_F32, adapt=_delta_signature),
             tuned=_DELTA_CHUNK_TUNED, tf32=True),
     DeltaOp(FlaOp("chunk_gated_delta_rule", "gated-delta-rule", "fla.ops.gated_delta_rule.chunk",
                   "chunk_gated_delta_rule", Traits(accumulate=None, cumsum="chunk", chunk_size=64),
-                  frozenset(FEATURES),
+                  _DELTA_FEATURES,
                   "chunk-local float32 cumsum of g (64 steps, base 2), gated WY form in chunks of 64, state carried "
                   "in float32 but rounded to the input dtype for every tl.dot", adapt=_gated_delta_signature),
             tuned=_GATED_CHUNK_TUNED, tf32=True),
     DeltaOp(FlaOp("fused_recurrent_gated_delta_rule", "gated-delta-rule", "fla.ops.gated_delta_rule.fused_recurrent",
                   "fused_recurrent_gated_delta_rule", Traits(accumulate="float32", cumsum="none"),
-                  frozenset({"initial_state", "final_state", "varlen"}),
+                  frozenset({"initial_state", "final_state", "varlen", QK_L2NORM}),
                   "time loop per (sequence·head, V block), float32 state in registers, h *= exp(g) per step; "
                   "final_state float32; no backward (fla raises NotImplementedError)",
                   adapt=_gated_delta_signature)),
     DeltaOp(FlaOp("chunk_gated_delta_product", "delta-product", "fla.ops.gated_delta_product.chunk",
                   "chunk_gated_delta_product", Traits(accumulate=None, cumsum="chunk", chunk_size=64),
-                  frozenset(FEATURES),
+                  _DELTA_FEATURES,
                   "the gated delta rule's WY form in chunks of 64 sub-steps on the sequence interleaved to T·n_h "
                   "(gate at sub-step 0), its own state/output kernels for n_h sub-steps per token; refuses float32",
                   dtypes=_NO_F32, adapt=_product_signature),
@@ -524,8 +536,9 @@ DELTA_OPS = (
 )
 
 
-def _delta_tuned(d: DeltaOp):
-    """A namespace holding the autotuned kernels of the modules on the op's path (for pin_autotune)."""
+def _delta_tuned(d: DeltaOp, l2norm: bool = False):
+    """A namespace holding the autotuned kernels of the modules on the op's path (for pin_autotune); ``l2norm``: with
+    fla's l2norm kernels."""
     import types
 
     from ..kernels._backend import _find_autotuners
@@ -533,7 +546,7 @@ def _delta_tuned(d: DeltaOp):
     ns = types.ModuleType(f"{d.op.module}[autotuned]")
     with _quiet():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        for name in d.tuned:
+        for name in d.tuned + (_L2NORM if l2norm else ()):
             mod = importlib.import_module(name)
             for attr, val in vars(mod).items():
                 # only Triton kernel objects: probing .fn on arbitrary attributes (torch.ops) raises
@@ -555,7 +568,7 @@ def build_delta(d: DeltaOp) -> Target:
 
     op = _delta_op(d)
     module, fn = _load(op)
-    tuned = _delta_tuned(d) if d.tuned else module
+    tuned = _delta_tuned(d, l2norm=True)
     index, note = None, ""
     if interpreter_active() and autotune_configs(tuned):
         index = 0
