@@ -155,10 +155,10 @@ _ROW_NORM = Domain("log10 ‖row‖", lo=-30.0, hi=3.0, center=0.0, scale=1.0, e
                    doc="decades of a raw q/k row's norm: 10^−30 (zero or underflowing), 10^−3 (‖x‖² = ε), 10^3")
 
 
-def _l2norm_draw(ctx: Ctx):
+def _l2norm_draw(ctx: Ctx, bounds=None):
     """Raw q and k: the spec's draw (unit keys, near-collinear ones included), each row then scaled by 10^e with e
     drawn per row (labelled ``q.log10_norm``, ``k.log10_norm``) and rounded to the dtype."""
-    ex = ctx.draw_inputs(ctx.draw_dims())
+    ex = ctx.draw_inputs(ctx.draw_dims(bounds=bounds))
     i = ex["inputs"]
     for name in ("q", "k"):
         x = i[name]
@@ -187,3 +187,66 @@ PROPERTIES["delta-qk-l2norm"] = Property(
     "delta-qk-l2norm", f"{QK_L2NORM}=True on raw q, k rows (norms 10^−30 … 10^3) equals the oracle on "
     "q̂ = q/√(Σq² + ε), k̂ = k/√(Σk² + ε), ε = 1e-6", _l2norm_draw, _l2norm_check,
     requires=frozenset({QK_L2NORM_FEATURE}), applies=_FOR, all_dtypes=True)
+
+
+def _l2norm_grad_draw(ctx: Ctx):
+    ex = _l2norm_draw(ctx, bounds={"T": (1, 40)})
+    dims = ex["dims"]
+
+    def upstream(name, shape):
+        seed = ctx.draw(st.integers(0, 2**31 - 1), f"{name}.seed")
+        return S.round_to(S.realize(Domain(name), shape, seed, 1.0, 0.0, ()), ctx.dtype)
+
+    ex["do"] = upstream("do", S.shape_of(ctx.spec.outputs[0].shape, dims))
+    ex["dht"] = None
+    if ctx.final_state and ctx.draw(st.booleans(), "final-state gradient"):
+        ex["dht"] = upstream("dht", S.shape_of(ctx.spec.state_arg.shape, dims))
+    return ex
+
+
+def _l2norm_grad_check(ctx: Ctx, ex):
+    """Gradients of every differentiable input with ``use_qk_l2norm_in_kernel=True`` against float64 autograd of the
+    spec's reference form in the same mode (normalising in torch), within the gradient model evaluated on the
+    normalised rows with their error c_n and carried back through the normalisation
+    (:func:`rnnconf.spec.delta.l2norm_grad_magnitudes`), the reference's own bound added."""
+    from ..registry import get_form
+    from ..spec.delta import l2norm_coefficient, l2norm_grad_magnitudes
+    from .calling import call_target
+    from .checks import _backward
+
+    spec, em = ctx.spec, ctx.spec.error_model
+    ref = get_form(f"{spec.id}/{spec.extra['reference_form']}")
+    names = [a.name for a in spec.inputs if a.differentiable]
+    i, h0, kw = ex["inputs"], ex["initial_state"], {QK_L2NORM: True}
+    calls = [call_target(spec, t, i, dt, dev, initial_state=h0, output_final_state=ex["dht"] is not None,
+                         requires_grad=True, extra_kwargs=kw)
+             for t, dt, dev in ((ctx.target, ctx.dtype, ctx.profile.device), (ref, torch.float64, "cpu"))]
+    tg = _backward(calls[0], ex, names, ctx.dtype, ctx.profile.device)
+    rg = _backward(calls[1], ex, names, torch.float64, "cpu")
+    K = i["q"].shape[-1]
+    steps = torch.tensor(float(ex["dims"]["T"] + 1), dtype=torch.float64)
+    bounds = {}
+    for t, dt in ((ctx.target, ctx.dtype), (ref, torch.float64)):
+        c_n = l2norm_coefficient(K, dt, em.accumulate_u(dt, t.traits))
+        mags = l2norm_grad_magnitudes(spec.extra["grad_magnitudes"], i, h0, ex["do"], ex["dht"], t.traits, c_n)
+        for name, (m, c) in mags.items():
+            bounds[name] = bounds.get(name, 0.0) + em.bound(steps, m, None, dt, t.traits, cond=c)
+    worst = 0.0
+    for name, g_obs in tg.items():
+        g_ref = rg[name]
+        if g_obs is None or g_ref is None:
+            if (g_obs is None) != (g_ref is None) and not (g_ref is not None and g_ref.abs().max() == 0):
+                raise PropertyFailure(f"d{name}: target returned {'no' if g_obs is None else 'a'} gradient, "
+                                      f"reference {'none' if g_ref is None else 'one'} [{calls[0].desc}]")
+            continue
+        worst = max(worst, ctx.expect_close(f"d{name} ({QK_L2NORM}=True)", g_obs, g_ref, bounds[name],
+                                            f"backward of {calls[0].desc}",
+                                            source=f"float64 autograd of {ref.id} in the same mode"))
+    return worst
+
+
+PROPERTIES["delta-qk-l2norm-gradients"] = Property(
+    "delta-qk-l2norm-gradients", f"{QK_L2NORM}=True on raw rows: gradients of every input (through the "
+    "normalisation) agree with float64 autograd of the reference form in the same mode within the derived bound",
+    _l2norm_grad_draw, _l2norm_grad_check, requires=frozenset({QK_L2NORM_FEATURE, "grad"}), applies=_FOR,
+    all_dtypes=True)

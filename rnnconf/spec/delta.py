@@ -140,7 +140,7 @@ def _make(spec_id, title, paper, gated):
     ))
 
 
-def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None) -> dict:
+def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None, c_n: float = 0.0) -> dict:
     """(magnitude, cond) per gradient, normwise like the forward model (float64, broadcast to each input's shape).
 
     Adjoint: Λ_t = ∂L/∂S_t = s q_t do_tᵀ + A_{t+1}ᵀ Λ_{t+1} (+ dht at T), with rounding error
@@ -150,7 +150,9 @@ def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, trait
     dβ_t = k_tᵀ Λ_t (v_t − α u_t),  dk_t = β Λ_t (v_t − α u_t) − αβ S_{t−1} Λ_tᵀ k_t,
     dg_t = α ⟨Λ_t, S_{t−1} − β k_t u_tᵀ⟩,  dS_0 = A_1ᵀ Λ_1.  Each is charged (error of its factors) × (norms of the
     others) + (length of its longest dot or sum + 4) × its magnitude.  Chunkwise forms multiply e_t and f_t by their
-    chunk's 1 + C·κ_∞(I + A), as in the forward."""
+    chunk's 1 + C·κ_∞(I + A), as in the forward.  ``c_n`` > 0 (the normalisation mode, ``inputs`` holding q̂, k̂):
+    the rows' relative error c_n·u enters unamplified — e_t as in the forward, f_t by c_n(s‖q̂‖‖do‖ + 2|β|‖k̂‖²‖Λ‖),
+    and c_n × magnitude once per k̂ factor of each formula (dv, dk: one; dβ, dg: two)."""
     q, k, v, beta = (inputs[n].double() for n in ("q", "k", "v", "beta"))
     g = inputs.get("g")
     g = g.double() if g is not None else None
@@ -178,7 +180,8 @@ def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, trait
         S = al[:, t, :, None, None] * (S - beta[:, t, :, None, None] * k[:, t, :, :, None] * u_t[..., None, :]) \
             + beta[:, t, :, None, None] * k[:, t, :, :, None] * v[:, t, :, None, :]
         e = (K + 4) * (1 + beta[:, t].abs() * kn[:, t] ** 2) * n_prev + 4 * beta[:, t].abs() * kn[:, t] * vn[:, t]
-        Et = rho[:, t] * Et + e * kap[:, t]
+        e_n = c_n * beta[:, t].abs() * (2 * kn[:, t] ** 2 * n_prev + kn[:, t] * vn[:, t])
+        Et = rho[:, t] * Et + e * kap[:, t] + e_n
         Sn.append(S.norm(dim=(-2, -1)))
         E.append(Et)
     # adjoint norms
@@ -190,7 +193,8 @@ def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, trait
         local = qn[:, t] * don[:, t]
         nxt = rho[:, t + 1] if t + 1 < T else torch.ones_like(Lam)
         f = (V + 2) * local + ((K + 4) * (1 + beta[:, t + 1].abs() * kn[:, t + 1] ** 2) * Lam if t + 1 < T else 0)
-        Ft = nxt * Ft + f * kap[:, t]
+        f_n = c_n * (local + (2 * beta[:, t + 1].abs() * kn[:, t + 1] ** 2 * Lam if t + 1 < T else 0))
+        Ft = nxt * Ft + f * kap[:, t] + f_n
         Lam = local + nxt * Lam
         Ln[t], F[t] = Lam, Ft
     z = torch.zeros(B, 0, H, dtype=torch.float64)
@@ -202,14 +206,15 @@ def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, trait
     m_q = s * Sc * don  # s‖S_t‖‖do_t‖
     out["q"] = (m_q, s * don * Ec + (V + 4) * m_q)
     m_v = b * L * kn
-    out["v"] = (m_v, b * kn * Fv + (K + 4) * m_v)
+    out["v"] = (m_v, b * kn * Fv + (K + 4 + c_n) * m_v)
     m_b = kn * L * w
-    out["beta"] = (m_b, kn * Fv * w + kn * L * a * kn * Ep + (K + V + 4) * m_b)
+    out["beta"] = (m_b, kn * Fv * w + kn * L * a * kn * Ep + (K + V + 4 + 2 * c_n) * m_b)
     m_k = b * L * w + a * b * Sp * L * kn
-    out["k"] = (m_k, b * Fv * w + b * L * a * kn * Ep + a * b * (Ep * L * kn + Sp * Fv * kn) + (K + V + 4) * m_k)
+    out["k"] = (m_k, b * Fv * w + b * L * a * kn * Ep + a * b * (Ep * L * kn + Sp * Fv * kn)
+                + (K + V + 4 + c_n) * m_k)
     if g is not None:
         m_g = a * L * Sp * (1 + b * kn**2)
-        c_g = a * Fv * Sp * (1 + b * kn**2) + a * L * Ep * (1 + b * kn**2) + (K * V + K + 4) * m_g
+        c_g = a * Fv * Sp * (1 + b * kn**2) + a * L * Ep * (1 + b * kn**2) + (K * V + K + 4 + 2 * c_n) * m_g
         if traits is not None and traits.chunk_size and T:
             # chunk forms differentiate through within-chunk cumulative sums G: dg_t = Σ_{i ≥ t in its chunk} ∂L/∂G_i,
             # whose pieces (query read e^{G_i}, decays Γ, the carry e^{G_C − G_i}) cancel — charge their magnitudes
@@ -224,7 +229,8 @@ def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, trait
         out["g"] = (m_g, c_g)
     L0 = (rho[:, 0] * L[:, 0] if T else (dht.double().norm(dim=(-2, -1)) if dht is not None
                                           else torch.zeros(B, H, dtype=torch.float64)))
-    F0 = (rho[:, 0] * Fv[:, 0] + (K + 4) * (1 + b[:, 0] * kn[:, 0] ** 2) * L[:, 0] if T else torch.zeros_like(L0))
+    F0 = (rho[:, 0] * Fv[:, 0] + ((K + 4) * (1 + b[:, 0] * kn[:, 0] ** 2) + 2 * c_n * b[:, 0] * kn[:, 0] ** 2)
+          * L[:, 0] if T else torch.zeros_like(L0))
     expand = {"q": K, "k": K, "v": V}
     res = {}
     for name, (m, c) in out.items():
@@ -233,6 +239,23 @@ def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, trait
         else:
             res[name] = (m, c)
     res["initial_state"] = (L0[..., None, None].expand(B, H, K, V), F0[..., None, None].expand(B, H, K, V))
+    return res
+
+
+def l2norm_grad_magnitudes(grad_fn, inputs: dict, h0, do, dht, traits, c_n: float) -> dict:
+    """(magnitude, cond) per gradient in the normalisation mode: ``grad_fn`` (the spec's gradient model) on the
+    normalised rows x̂ = x·r, r = 1/√(Σx² + ε), with the rows' error c_n, then dq and dk carried back through
+    dx = r(dx̂ − x̂(x̂·dx̂)): ‖dx‖ ≤ r‖dx̂‖ (‖x̂‖ ≤ 1), error r·err(dx̂) + (K + 4 + c_n)·r‖dx̂‖ (the K-long dot, the
+    subtraction and scaling, r's own rounding)."""
+    cumsum = traits is not None and traits.cumsum != "none"
+    q, k = inputs["q"].double(), inputs["k"].double()
+    rq = torch.rsqrt((q * q).sum(-1, keepdim=True) + QK_L2NORM_EPS)
+    rk = torch.rsqrt((k * k).sum(-1, keepdim=True) + QK_L2NORM_EPS)
+    res = grad_fn({**inputs, "q": q * rq, "k": k * rk}, h0, do, dht, cumsum=cumsum, traits=traits, c_n=c_n)
+    K = q.shape[-1]
+    for name, r in (("q", rq), ("k", rk)):
+        m, c = res[name]
+        res[name] = (m * r, c * r + (K + 4 + c_n) * m * r)
     return res
 
 

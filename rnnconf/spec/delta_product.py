@@ -43,7 +43,7 @@ def dp_chunk_condition(k, beta, g, chunk: int, n_h: int = 1):
     return chunk_condition(k, beta, spread(g, n_h, 0) if g is not None else None, chunk)
 
 
-def dp_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None) -> dict:
+def dp_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None, c_n: float = 0.0) -> dict:
     """The gated delta rule's gradient model on the interleaved sequence (do placed at the last sub-step), read back:
     dq at each token's last sub-step, dg at its first (:func:`rnnconf.spec.delta.delta_grad_magnitudes`)."""
     n = int(inputs["num_householder"])
@@ -51,7 +51,7 @@ def dp_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=N
     flat = {"q": spread(q.double(), n, n - 1), "k": inputs["k"], "v": inputs["v"], "beta": inputs["beta"],
             "g": spread(g.double(), n, 0)}
     doi = spread(do.double(), n, n - 1)
-    res = delta_grad_magnitudes(flat, h0, doi, dht, cumsum, traits)
+    res = delta_grad_magnitudes(flat, h0, doi, dht, cumsum, traits, c_n)
     B, T = q.shape[:2]
 
     def pick(x, j):

@@ -112,6 +112,30 @@ def _normalize_clamped(fn):
     return run
 
 
+class _NormNoProjection(torch.autograd.Function):
+    """x̂ = x/√(Σx² + ε) forward; backward dx = r·dx̂ — the projection −x̂(x̂·dx̂) dropped."""
+
+    @staticmethod
+    def forward(ctx, x):
+        r = torch.rsqrt((x * x).sum(-1, keepdim=True) + QK_L2NORM_EPS)
+        ctx.save_for_backward(r)
+        return x * r
+
+    @staticmethod
+    def backward(ctx, g):
+        (r,) = ctx.saved_tensors
+        return g * r  # BUG: should be r·(g − x̂(x̂·g))
+
+
+def _norm_backward_unprojected(fn):
+    def run(*args, use_qk_l2norm_in_kernel=False, **kw):
+        if use_qk_l2norm_in_kernel:
+            args = tuple(_NormNoProjection.apply(x) for x in args[:2]) + args[2:]
+        return fn(*args, **kw)
+
+    return run
+
+
 def delta_bugs(add) -> None:
     d, gd = "delta-rule", "gated-delta-rule"
     add("delta-beta-one-term", f"{d}/sequential", "planted-beta-one-term", _api(_sequential("beta-one-term"), False),
@@ -136,6 +160,10 @@ def delta_bugs(add) -> None:
         _query_norm_only(_api(_sequential(None), True)), {"delta-qk-l2norm"},
         "use_qk_l2norm_in_kernel=True normalises q but passes k through unnormalised",
         "brief: key normalisation dropped (fla's use_qk_l2norm_in_kernel)")
+    add("delta-l2norm-bwd-unprojected", f"{d}/sequential", "planted-l2norm-bwd-unprojected",
+        _norm_backward_unprojected(_api(_sequential(None), False)), {"delta-qk-l2norm-gradients"},
+        "normalisation backward dx = r·dx̂, missing −r·x̂(x̂·dx̂) (forward correct)",
+        "fla's l2norm_bwd (dx = r(dy − y(y·dy))); an in-kernel normalisation needs its own backward")
 
 
 def _dp_sequential(bug):

@@ -4,15 +4,24 @@ import torch
 
 from rnnconf.registry import all_specs, get_form
 from rnnconf.spec.base import dim_size
+from rnnconf.spec.targets import QK_L2NORM
 
 
 def _specs_with_reference():
     return [s for s in all_specs() if "reference_form" in s.extra]
 
 
-@pytest.mark.parametrize("spec", _specs_with_reference(), ids=lambda s: s.id)
-@pytest.mark.parametrize("T", [1, 5])
-def test_reference_form_gradcheck(spec, T):
+def _cases():
+    for s in _specs_with_reference():
+        for T in (1, 5):
+            yield pytest.param(s, T, {}, id=f"{T}-{s.id}")
+        target = get_form(f"{s.id}/{s.extra['reference_form']}")
+        if QK_L2NORM in target.supports:  # the normalisation mode's gradients are judged against it too
+            yield pytest.param(s, 5, {"use_qk_l2norm_in_kernel": True}, id=f"5-{s.id}-qk_l2norm")
+
+
+@pytest.mark.parametrize("spec,T,mode", list(_cases()))
+def test_reference_form_gradcheck(spec, T, mode):
     target = get_form(f"{spec.id}/{spec.extra['reference_form']}")
     gen = torch.Generator().manual_seed(T)
     dims = {"B": 2, "T": T, "D": 3, "L": 3, "H": 2, "K": 3, "V": 2, "N": 2}
@@ -33,7 +42,7 @@ def test_reference_form_gradcheck(spec, T):
         def g(*vals):
             kw = dict(inputs)
             kw.update(zip(names, vals))
-            return target.fn(*[kw[a.name] for a in spec.inputs], **statics)
+            return target.fn(*[kw[a.name] for a in spec.inputs], **statics, **mode)
 
         assert torch.autograd.gradcheck(g, [inputs[n].clone().requires_grad_(True) for n in names])
         return
@@ -45,7 +54,7 @@ def test_reference_form_gradcheck(spec, T):
         kw = dict(inputs)
         kw.update(zip(names, vals[:-1]))
         o, hT = target.fn(*[kw[a.name] for a in spec.inputs], initial_state=vals[-1], output_final_state=True,
-                          **statics)
+                          **statics, **mode)
         return o, hT
 
     leaves = [inputs[n].clone().requires_grad_(True) for n in names] + [h0.clone().requires_grad_(True)]
