@@ -64,6 +64,11 @@ for _n, _src in ((FR, _FR_SRC), (GFR, _GFR_SRC)):  # the normalisation mode meet
     for _dt in (torch.float64, torch.float16):
         FINDINGS[(_n, "delta-qk-l2norm", _dt)] = _STATE_F32.format(src=_src, dt=str(_dt).replace("torch.", "")) \
             + " (judged on o alone: test_qk_l2norm_long_sequences)"
+FINDINGS[(FR, "delta-qk-l2norm-gradients", torch.float64)] = (
+    "fla's backward runs in float32 for float64 inputs, l2norm_bwd included: B=T=H=K=V=1 gives an exact "
+    "dq = r·dq̂·ε/(q² + ε) ≈ 3.0e-11 (the projection 1 − q̂² cancels), fla returns 0 (5.8e4x the float64 bound)")
+FINDINGS[(FR, "delta-qk-l2norm-gradients", torch.float16)] = _STATE_F32.format(src=_FR_SRC, dt="float16") + \
+    " (a final-state gradient is drawn, so the call asks for the state)"
 
 
 class _NoShrink(Profile):
