@@ -395,10 +395,7 @@ def _gradients():
         worst = 0.0
         for name, g_obs in tg.items():
             g_ref = rg[name]
-            if g_obs is None or g_ref is None:
-                if (g_obs is None) != (g_ref is None) and not (g_ref is not None and g_ref.abs().max() == 0):
-                    raise PropertyFailure(f"d{name}: target returned {'no' if g_obs is None else 'a'} gradient, "
-                                          f"reference {'none' if g_ref is None else 'one'} [{tcall.desc}]")
+            if not both_grads(name, g_obs, g_ref, tcall.desc):
                 continue
             mag, cond, ref_cond = mags[name], None, None
             if isinstance(mag, tuple):  # (magnitude, condition term) — attention; the cond charges the target's
@@ -417,6 +414,17 @@ def _gradients():
         return worst
 
     return draw, check
+
+
+def both_grads(name, g_obs, g_ref, desc) -> bool:
+    """True when target and reference both returned a gradient for ``name``; False when neither did (or only the
+    reference, and it is zero); PropertyFailure when only one did."""
+    if g_obs is not None and g_ref is not None:
+        return True
+    if (g_obs is None) != (g_ref is None) and not (g_ref is not None and g_ref.abs().max() == 0):
+        raise PropertyFailure(f"d{name}: target returned {'no' if g_obs is None else 'a'} gradient, "
+                              f"reference {'none' if g_ref is None else 'one'} [{desc}]")
+    return False
 
 
 def _backward(call, ex, names, dtype, device):

@@ -155,16 +155,19 @@ _ROW_NORM = Domain("log10 ‖row‖", lo=-30.0, hi=3.0, center=0.0, scale=1.0, e
                    doc="decades of a raw q/k row's norm: 10^−30 (zero or underflowing), 10^−3 (‖x‖² = ε), 10^3")
 
 
-def _l2norm_draw(ctx: Ctx, bounds=None):
-    """Raw q and k: the spec's draw (unit keys, near-collinear ones included), each row then scaled by 10^e with e
-    drawn per row (labelled ``q.log10_norm``, ``k.log10_norm``) and rounded to the dtype."""
-    ex = ctx.draw_inputs(ctx.draw_dims(bounds=bounds))
+def _raw_rows(ctx: Ctx, ex):
+    """Raw q and k in ``ex``: each row of the spec's draw (unit keys, near-collinear ones included) scaled by 10^e
+    with e drawn per row (labelled ``q.log10_norm``, ``k.log10_norm``) and rounded to the dtype."""
     i = ex["inputs"]
     for name in ("q", "k"):
         x = i[name]
         e = S.draw_tensor(ctx.data, f"{name}.log10_norm", _ROW_NORM, x.shape[:-1], torch.float64)
         i[name] = S.round_to(x * torch.pow(10.0, e)[..., None], ctx.dtype)
     return ex
+
+
+def _l2norm_draw(ctx: Ctx):
+    return _raw_rows(ctx, ctx.draw_inputs(ctx.draw_dims()))
 
 
 def _l2norm_check(ctx: Ctx, ex):
@@ -190,18 +193,8 @@ PROPERTIES["delta-qk-l2norm"] = Property(
 
 
 def _l2norm_grad_draw(ctx: Ctx):
-    ex = _l2norm_draw(ctx, bounds={"T": (1, 40)})
-    dims = ex["dims"]
-
-    def upstream(name, shape):
-        seed = ctx.draw(st.integers(0, 2**31 - 1), f"{name}.seed")
-        return S.round_to(S.realize(Domain(name), shape, seed, 1.0, 0.0, ()), ctx.dtype)
-
-    ex["do"] = upstream("do", S.shape_of(ctx.spec.outputs[0].shape, dims))
-    ex["dht"] = None
-    if ctx.final_state and ctx.draw(st.booleans(), "final-state gradient"):
-        ex["dht"] = upstream("dht", S.shape_of(ctx.spec.state_arg.shape, dims))
-    return ex
+    """The generic gradients property's draw (inputs, upstream do and dht), with raw q, k rows."""
+    return _raw_rows(ctx, PROPERTIES["gradients"].draw(ctx))
 
 
 def _l2norm_grad_check(ctx: Ctx, ex):
@@ -212,7 +205,7 @@ def _l2norm_grad_check(ctx: Ctx, ex):
     from ..registry import get_form
     from ..spec.delta import l2norm_coefficient, l2norm_grad_magnitudes
     from .calling import call_target
-    from .checks import _backward
+    from .checks import _backward, both_grads
 
     spec, em = ctx.spec, ctx.spec.error_model
     ref = get_form(f"{spec.id}/{spec.extra['reference_form']}")
@@ -234,10 +227,7 @@ def _l2norm_grad_check(ctx: Ctx, ex):
     worst = 0.0
     for name, g_obs in tg.items():
         g_ref = rg[name]
-        if g_obs is None or g_ref is None:
-            if (g_obs is None) != (g_ref is None) and not (g_ref is not None and g_ref.abs().max() == 0):
-                raise PropertyFailure(f"d{name}: target returned {'no' if g_obs is None else 'a'} gradient, "
-                                      f"reference {'none' if g_ref is None else 'one'} [{calls[0].desc}]")
+        if not both_grads(name, g_obs, g_ref, calls[0].desc):
             continue
         worst = max(worst, ctx.expect_close(f"d{name} ({QK_L2NORM}=True)", g_obs, g_ref, bounds[name],
                                             f"backward of {calls[0].desc}",

@@ -150,9 +150,11 @@ def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, trait
     dβ_t = k_tᵀ Λ_t (v_t − α u_t),  dk_t = β Λ_t (v_t − α u_t) − αβ S_{t−1} Λ_tᵀ k_t,
     dg_t = α ⟨Λ_t, S_{t−1} − β k_t u_tᵀ⟩,  dS_0 = A_1ᵀ Λ_1.  Each is charged (error of its factors) × (norms of the
     others) + (length of its longest dot or sum + 4) × its magnitude.  Chunkwise forms multiply e_t and f_t by their
-    chunk's 1 + C·κ_∞(I + A), as in the forward.  ``c_n`` > 0 (the normalisation mode, ``inputs`` holding q̂, k̂):
-    the rows' relative error c_n·u enters unamplified — e_t as in the forward, f_t by c_n(s‖q̂‖‖do‖ + 2|β|‖k̂‖²‖Λ‖),
-    and c_n × magnitude once per k̂ factor of each formula (dv, dk: one; dβ, dg: two)."""
+    chunk's 1 + C·κ_∞(I + A), as in the forward, and, gated, pay c_log·min(T, C)·Σ_t|g_t| × each magnitude for the
+    rounding of their within-chunk cumulative log-gate sums (the forward's log-mass term).  ``c_n`` > 0 (the
+    normalisation mode, ``inputs`` holding q̂, k̂): the rows' relative error c_n·u enters unamplified — e_t as in the
+    forward, f_t by c_n(s‖q̂‖‖do‖ + 2|β|‖k̂‖²‖Λ‖), and c_n × magnitude once per k̂ factor of each formula (dv, dk:
+    one; dβ, dg: two)."""
     q, k, v, beta = (inputs[n].double() for n in ("q", "k", "v", "beta"))
     g = inputs.get("g")
     g = g.double() if g is not None else None
@@ -227,6 +229,13 @@ def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, trait
             m_g = m_g + rev
             c_g = c_g + (K * V + 2 * C + 4) * rev * kap
         out["g"] = (m_g, c_g)
+    if g is not None and traits is not None and traits.chunk_size and T:
+        # chunk forms round within-chunk cumulative log-gate sums: each e^{G_i − G_j} they use carries a relative
+        # error u·c_log·depth·G (the forward model's log-mass term), G ≤ Σ_t |g_t|, in every gradient
+        lg = DELTA_ERROR.c_log * min(T, traits.chunk_size) * g.abs().sum(1)  # [B, H]
+        out = {n: (m, c + lg[:, None] * m) for n, (m, c) in out.items()}
+    else:
+        lg = None
     L0 = (rho[:, 0] * L[:, 0] if T else (dht.double().norm(dim=(-2, -1)) if dht is not None
                                           else torch.zeros(B, H, dtype=torch.float64)))
     F0 = (rho[:, 0] * Fv[:, 0] + ((K + 4) * (1 + b[:, 0] * kn[:, 0] ** 2) + 2 * c_n * b[:, 0] * kn[:, 0] ** 2)
@@ -238,6 +247,8 @@ def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, trait
             res[name] = (m[..., None].expand(B, T, H, expand[name]), c[..., None].expand(B, T, H, expand[name]))
         else:
             res[name] = (m, c)
+    if lg is not None:
+        F0 = F0 + lg * L0
     res["initial_state"] = (L0[..., None, None].expand(B, H, K, V), F0[..., None, None].expand(B, H, K, V))
     return res
 
