@@ -87,26 +87,73 @@ def _scan(lin):
     return run
 
 
-def _logspace(logc):
+class _LogspaceScan(torch.autograd.Function):
+    """Heinsen's log-space scan forward; the adjoint recurrence in linear space backward (see :func:`_logspace`)."""
+
+    @staticmethod
+    def forward(ctx, logc, lin, h0, *xs):
+        log_a, log_gate = logc(*xs)
+        log_b = log_gate + torch.log(xs[-1])
+        a_star = torch.cumsum(log_a, 1)
+        if h0 is not None:
+            log_b = torch.cat([torch.log(h0)[:, None], log_b], 1)
+            a_star = torch.cat([torch.zeros_like(a_star[:, :1]), a_star], 1)
+        h = torch.exp(a_star + torch.logcumsumexp(log_b - a_star, 1))
+        if h0 is not None:
+            h = h[:, 1:]
+        # h_t is a convex combination of finite inputs, so h_t ≤ finfo.max: an exp of a rounded log h_t ≈ finfo.max
+        # that lands past it (u·|log h_t| relative) is clamped back, within the log-value error
+        h = h.clamp(max=torch.finfo(h.dtype).max)
+        ctx.lin = lin
+        ctx.save_for_backward(h0, h, *xs)
+        return h
+
+    @staticmethod
+    def backward(ctx, dh):
+        h0, h, *xs = ctx.saved_tensors
+        with torch.enable_grad():  # elementwise partials of (a_t, b_t): each depends on step t's inputs only
+            leaves = [x.detach().requires_grad_() for x in xs]
+            a, b = ctx.lin(*leaves)
+            pa = torch.autograd.grad(a.sum(), leaves, allow_unused=True, retain_graph=True)
+            pb = torch.autograd.grad(b.sum(), leaves, allow_unused=True)
+        a = a.detach()
+        # λ_t = dh_t + a_{t+1} λ_{t+1}: a forward scan over the reversed sequence, coefficient a_{t+1} (0 past T)
+        a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], 1)
+        lam = hillis_steele(a_next.flip(1), dh.flip(1), torch.zeros_like(dh[:, 0]))[0].flip(1)
+        h_prev = torch.cat([(h0 if h0 is not None else torch.zeros_like(h[:, 0]))[:, None], h[:, :-1]], 1)
+        dxs = []
+        for x, p_a, p_b in zip(xs, pa, pb):
+            # |∂a/∂θ| ≤ 1/4 and h_{t−1}, |h̃| ≤ finfo.max: the bracket cannot overflow before λ scales it
+            term = torch.zeros_like(x)
+            if p_a is not None:
+                term = term + p_a * h_prev
+            if p_b is not None:
+                term = term + p_b
+            dxs.append(lam * term)
+        dh0 = a[:, 0] * lam[:, 0] if h0 is not None else None
+        return (None, None, dh0, *dxs)
+
+
+def _logspace(logc, lin):
     def run(*xs, initial_state=None, output_final_state=False):
         """Heinsen's log-space scan:  a*_t = Σ_{s≤t} log a_s,  log b_t = log gate_t + log h̃_t,
         log h_t = a*_t + logcumsumexp_{s≤t}(log b_s − a*_s), with s = 0 the term (a*_0 = 0, log b_0 = log h_0).
         Needs h̃ > 0 and h_0 > 0.  Without an initial state (h_0 = 0) the s = 0 term is left out rather than
-        fed as log 0 = −inf (which would poison logcumsumexp's gradient)."""
+        fed as log 0 = −inf.
+
+        Backward (custom): the adjoint  λ_t = ∂L/∂h_t + a_{t+1} λ_{t+1}  as a reversed linear scan, then
+        ∂L/∂θ_t = λ_t (∂a_t/∂θ_t · h_{t−1} + ∂b_t/∂θ_t),  ∂L/∂h_0 = a_1 λ_1,  with (a_t, b_t) and their partials
+        recomputed from the inputs in linear space and h_{t−1} from the forward.  Autograd through the log-space
+        forward is wrong in floats: it reaches h̃ through ∂h/∂log b = h = exp(log h), which underflows (σ(z) h̃ =
+        1e-16 · 1e-30 is 0 in float32, so ∂h/∂h̃ = σ(z) came out 0) or goes subnormal (1.3e-3 relative in bfloat16's
+        float32 compute), and it reaches h_0 through exp(log h_0 − log h_1), a rounded log difference of ≈ 70 for
+        h_0 = 1e-30 (60 u relative in ∂L/∂h_0).  Here only h_{t−1} carries the log-value error, which the gradient
+        bound charges as the forward's (u·c_log·E/m)."""
         xc, h0, od = _prep(xs, initial_state)
-        log_a, log_gate = logc(*xc)
-        log_b = log_gate + torch.log(xc[-1])
-        T = log_b.shape[1]
-        a_star = torch.cumsum(log_a, 1)
-        if initial_state is not None:
-            log_b = torch.cat([torch.log(h0)[:, None], log_b], 1)
-            a_star = torch.cat([torch.zeros_like(a_star[:, :1]), a_star], 1)
-        log_h = a_star + torch.logcumsumexp(log_b - a_star, 1)
-        h = torch.exp(log_h)
-        if initial_state is not None:
-            h = h[:, 1:]
-        hT = h[:, -1] if T else h0
-        return _finish(h, hT, od, output_final_state)
+        if xc[-1].shape[1] == 0:
+            return _finish(xc[-1][:, :0], h0, od, output_final_state)
+        h = _LogspaceScan.apply(logc, lin, h0 if initial_state is not None else None, *xc)
+        return _finish(h, h[:, -1], od, output_final_state)
 
     return run
 
@@ -163,14 +210,15 @@ def _minlstm_api(dense):
 _LINEAR = Traits(accumulate="float32", cumsum="none")
 _LOGSPACE_DOC = ("Heinsen log-space scan (valid for h̃ > 0, h_0 > 0).  Every value is held as a rounded logarithm, "
                  "so each contribution carries ≈ u·(|log gate| + |log h̃|) relative error: declared with "
-                 "Traits(log_values=True), which charges the oracle's log-value shadow (rnnconf.spec.errors).")
+                 "Traits(log_values=True), which charges the oracle's log-value shadow (rnnconf.spec.errors).  "
+                 "Custom backward: the adjoint recurrence in linear space (autograd through the logs underflows).")
 
 
 def _register(spec_id, api, lin, logc):
     forms = {
         "sequential": (_sequential(lin), _LINEAR, {}, None, "python loop over t"),
         "scan": (_scan(lin), _LINEAR, {}, combine, "Hillis–Steele scan over (a, b) pairs"),
-        "logspace": (_logspace(logc), Traits(accumulate="float32", cumsum="full", log_values=True),
+        "logspace": (_logspace(logc, lin), Traits(accumulate="float32", cumsum="full", log_values=True),
                      {"h_tilde": positive(), "initial_state": positive()}, None, _LOGSPACE_DOC),
         "chunk16": (_chunk(16, logc, lin), Traits(accumulate="float32", cumsum="chunk", chunk_size=16), {}, None,
                     "chunkwise, C = 16"),

@@ -16,14 +16,17 @@ from typing import Callable
 
 import torch
 
-from .base import Dim
+from .base import Dim, pow2_boundaries
 
 # Sizes shared by the [B, T, D] diagonal families.  Ranges are the spec's; profiles cap them (ci: T ≤ 70), and edges
-# past a cap are simply not drawn there — on a GPU profile T crosses 128-step chunks.
+# past a cap are simply not drawn there — on a GPU profile T crosses 128-step chunks.  The op has no length or width
+# limit (nor do fla's hgrn kernels): T and D reach past 4096 and 512 so that the boundary probes' 4097 and 513 are in
+# range.  ``boundaries``: the boundary probes (rnnconf.properties.probes) take one dim at a time to these.
 SEQUENCE_DIMS = {
-    "B": Dim("B", 1, 8, edges=(1,), doc="batch"),
-    "T": Dim("T", 1, 4096, edges=(1, 2, 17, 31, 64, 65, 127, 128, 129, 257, 1021), doc="sequence length"),
-    "D": Dim("D", 1, 512, edges=(1, 16, 33, 129), doc="channels"),
+    "B": Dim("B", 1, 8, edges=(1,), doc="batch", boundaries=pow2_boundaries(4, 8)),
+    "T": Dim("T", 1, 8192, edges=(1, 2, 17, 31, 64, 65, 127, 128, 129, 257, 1021), doc="sequence length",
+             boundaries=pow2_boundaries(16, 4097)),
+    "D": Dim("D", 1, 1024, edges=(1, 16, 33, 129), doc="channels", boundaries=pow2_boundaries(16, 513)),
 }
 
 
@@ -47,6 +50,44 @@ def shadows(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, log_a: to
     return mag, G
 
 
+def _adjoint_shadows(a, b, h0, do, dht):
+    """(m, m_{t−1}, Λ, a_1Λ_1): the forward magnitude shadow, it shifted by one step (m_0 = |h_0|), the adjoint run on
+    absolute values Λ_t = |do_t| + |a_{t+1}| Λ_{t+1} (Λ_T = |do_T| + |dht|), and |a_1| Λ_1 (|dht| when T = 0)."""
+    B, T, D = a.shape
+    mag, _ = shadows(a, b, h0, torch.zeros_like(a))
+    m_prev = torch.cat([(h0.double().abs() if h0 is not None else a.new_zeros(B, D))[:, None], mag[:, :-1]], 1) \
+        if T else mag
+    lam = torch.zeros(B, D, dtype=torch.float64) if dht is None else dht.double().abs()
+    lams = [None] * T
+    for t in reversed(range(T)):
+        lam = do[:, t].double().abs() + lam
+        lams[t] = lam
+        lam = a[:, t].abs() * lam
+    Lam = torch.stack(lams, 1) if T else a.new_zeros(B, 0, D)
+    return mag, m_prev, Lam, lam
+
+
+def underflow_cofactors(coeffs: Callable, inputs: dict[str, torch.Tensor], h0: torch.Tensor | None,
+                        do: torch.Tensor, dht: torch.Tensor | None) -> torch.Tensor:
+    """Λ_t (1 + m_{t−1} + Σ_v |v_t|) [B, T, D] (float64), v over the *value* inputs (those a_t does not depend on,
+    h̃ / x): what multiplies a gate partial in a gradient summand.
+
+    Why: ∂L/∂θ_t = λ_t (∂a_t/∂θ · h_{t−1} + ∂b_t/∂θ) with b_t = gate_t · v_t, so each summand is a gate partial
+    (∂a/∂θ, ∂gate/∂θ, or the gate itself; all ≤ 1) times λ_t and h_{t−1} or v_t.  A gate partial below the dtype's
+    smallest normal number has absolute, not relative, accuracy: ≤ tiny per rounding (flush-to-zero included), while
+    its cofactor may be as large as finfo.max — e.g. σ(z)σ(−z) = 2.6e-52 is 0 in float32 at z = −118.8, but times
+    h_{t−1} = 1.3e21 it is a representable 3.4e-31 — so the floor of such a summand is tiny · |cofactor|, not tiny
+    (the ``+ 1`` covers ∂b/∂v = gate, whose cofactor is λ_t alone)."""
+    leaf = {k: v.detach().double() for k, v in inputs.items()}
+    a, b = coeffs(**leaf)
+    _, m_prev, Lam, _ = _adjoint_shadows(a, b, h0, do, dht)
+    probe = {k: v.clone().requires_grad_(True) for k, v in leaf.items()}
+    da = torch.autograd.grad(coeffs(**probe)[0].sum(), list(probe.values()), allow_unused=True)
+    vals = sum((v.abs() for (k, v), g in zip(leaf.items(), da) if g is None and v.shape == a.shape),
+               torch.zeros_like(a))
+    return Lam * (1 + m_prev + vals)
+
+
 def grad_magnitudes(coeffs: Callable, inputs: dict[str, torch.Tensor], h0: torch.Tensor | None,
                     do: torch.Tensor, dht: torch.Tensor | None, log_a: Callable | None = None,
                     cumsum: bool = False) -> dict[str, torch.Tensor]:
@@ -62,16 +103,7 @@ def grad_magnitudes(coeffs: Callable, inputs: dict[str, torch.Tensor], h0: torch
     da = torch.autograd.grad(a.sum(), list(leaf.values()), allow_unused=True, retain_graph=True)
     db = torch.autograd.grad(b.sum(), list(leaf.values()), allow_unused=True)
     a, b = a.detach(), b.detach()
-    mag, _ = shadows(a, b, h0, torch.zeros_like(a))
-    m_prev = torch.cat([(h0.double().abs() if h0 is not None else a.new_zeros(B, D))[:, None], mag[:, :-1]], 1) \
-        if T else mag
-    lam = torch.zeros(B, D, dtype=torch.float64) if dht is None else dht.double().abs()
-    lams = [None] * T
-    for t in reversed(range(T)):
-        lam = do[:, t].double().abs() + lam
-        lams[t] = lam
-        lam = a[:, t].abs() * lam
-    Lam = torch.stack(lams, 1) if T else a.new_zeros(B, 0, D)
+    mag, m_prev, Lam, lam = _adjoint_shadows(a, b, h0, do, dht)
     dla = [None] * len(leaf)
     if cumsum and log_a is not None and T:
         leaf2 = {k: v.detach().clone().requires_grad_(True) for k, v in leaf.items()}

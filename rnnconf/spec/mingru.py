@@ -40,7 +40,10 @@ Error model (see :mod:`rnnconf.spec.errors`), counting unit roundoffs per step o
   (measured 15 u at logits ~ N(0, 3), > 100 u at N(0, 30), float32), which this c_step does not cover once
   |diff| ≳ 10; such a form needs the exact-difference trick of :func:`minlstm_gates` to conform.
   Log-space forms additionally hold every value as a rounded logarithm, which costs ≈ u·|log b_t| and u·|log h_t|
-  relative; the bound has no such term (see the rnnconf.impls.mingru ``logspace`` doc).
+  relative: charged through ``Traits(log_values=True)`` as u·c_log·E_t, E_t the oracle's log-value shadow.  Their
+  backward must not differentiate through those logs (∂h/∂log b = h = exp(log h) underflows where ∂h/∂h̃ = σ(z)
+  does not): the built-in one runs the adjoint in linear space (rnnconf.impls.mingru ``logspace``), so only the
+  saved h_{t−1} carries the log-value error, charged to gradients as u·c_log·max_t(E_t/m_t).
   Forms that difference cumulative log-gate sums (chunkwise, log-space) pay u·depth·G_t in the exponent: both
   cumulative sums enter each difference, and each log a_t = −softplus(·) is itself rounded (≈ 1 u · |log a_t|, which
   accumulates to ≤ 1 u · G_t) ⇒ c_log = 3.
@@ -48,6 +51,10 @@ Error model (see :mod:`rnnconf.spec.errors`), counting unit roundoffs per step o
   too: ∂σ(−z)/∂z = −σ(z)σ(−z) (:func:`sigmoid`; torch's own backward forms y(1 − y), which for y = σ(−z) ≈ 1 is off
   by u/σ(z) relative — 7e-12 at z = −11 in float64), and the minLSTM gate partials are the products
   ∂f′/∂f = f′i′σ(−f), ∂f′/∂i = −f′i′σ(−i) (:func:`minlstm_gates`) rather than autograd through the ratio.
+  Underflow in gradients: a gate partial (σ(z)σ(−z), f′i′σ(−f), ≤ 1/4) below tiny is only absolutely accurate, and
+  it multiplies h_{t−1} or h̃_t, which may be as large as finfo.max (log-space domains draw h̃ up to 1e38): the
+  gradient bound's floor is c_step·tiny·Λ_t(1 + m_{t−1} + |h̃_t|) (rnnconf.spec.diagonal.underflow_cofactors)
+  — e.g. dz = σσ·(h̃ − h_{t−1})·λ = 2.6e-52 · 1.3e21 is 0 in every float32 form at z = −118.8.
 """
 from __future__ import annotations
 
@@ -236,12 +243,14 @@ def _invariants(gate_sum: Invariant) -> tuple[Invariant, ...]:
         gate_sum,
         Invariant("convex-hull", "min(h_0, h̃_1, …, h̃_t) ≤ h_t ≤ max(h_0, h̃_1, …, h̃_t) elementwise (h_0 = 0 when "
                   "initial_state is None), within the bound in floats"),
-        Invariant("positive", "h_0 > 0 and h̃_s > 0 for all s ≤ t ⇒ h_t > 0 (the log-space domain)", tolerance="exact"),
-        Invariant("combine-associative", "(p∘q)∘r = p∘(q∘r) for p = (a, b) pairs (exact in mpmath, within the bound in "
-                  "floats)"),
+        Invariant("positive", "h_0 > 0 and h̃_s > 0 for all s ≤ t ⇒ h_t > 0 (the log-space domain)", tolerance="exact",
+                  checked_by="tests/oracles/test_mingru_oracle.py::test_positive_inputs_stay_positive"),
+        Invariant("combine-associative", "a scan's combine is the spec's (a₁, b₁)∘(a₂, b₂) = (a₁a₂, a₂b₁ + b₂) and "
+                  "(p∘q)∘r = p∘(q∘r) (exact in mpmath, within the bound in floats)"),
         Invariant("saturated-gate", "a_t = 0 (e.g. z_t = 1e4, or f_t = −1e4 < i_t) ⇒ h_t = h̃_t; a_t = 1 (z_t = −1e4, "
                   "or i_t = −1e4 < f_t) ⇒ h_t = h_{t−1}: exact in the sequential and linear-scan forms, within the "
-                  "bound in forms that exponentiate log-gate sums"),
+                  "bound in forms that exponentiate log-gate sums",
+                  checked_by="tests/oracles/test_mingru_oracle.py::test_no_nan_at_saturated_logits"),
     )
 
 
@@ -261,8 +270,8 @@ MINGRU = register(Spec(
     outputs=_OUTPUTS,
     forms=_FORMS,
     invariants=_invariants(Invariant(
-        "gate-sum-one", "(1 − σ(z_t)) + σ(z_t) = 1: the decay σ(−z) and the input gate σ(z) sum to one (exact in "
-        "mpmath, within a few u in floats)")),
+        "gates-sum-to-one", "(1 − σ(z_t)) + σ(z_t) = 1: the decay σ(−z) and the input gate σ(z) sum to one, so "
+        "h̃_t ≡ h_0 is a fixed point, h_t = h_0 (exact in mpmath, within the bound in floats)")),
     error_model=ErrorModel(c_step=6.0, c_log=3.0, c_out=1.0, doc=__doc__.split("Error model")[1].strip()),
     notes="initial_state is h_0; the paper's log-space code equals this op started from g(h_0).",
     extra={"coeffs": mingru_coeffs, "log_a": mingru_log_a, "reference_form": "sequential", "family": "diagonal",
@@ -287,8 +296,8 @@ MINLSTM = register(Spec(
     outputs=_OUTPUTS,
     forms=_FORMS,
     invariants=_invariants(Invariant(
-        "gate-sum-one", "f′_t + i′_t = 1, including at f = i = −1e4 where f′ = i′ = 1/2 (exact in mpmath, within a "
-        "few u in floats)")),
+        "gates-sum-to-one", "f′_t + i′_t = 1, including at f = i = −1e4 where f′ = i′ = 1/2, so h̃_t ≡ h_0 is a fixed "
+        "point, h_t = h_0 (exact in mpmath, within the bound in floats)")),
     error_model=ErrorModel(c_step=12.0, c_log=3.0, c_out=1.0, doc=__doc__.split("Error model")[1].strip()),
     notes="initial_state is h_0; the paper's log-space code equals this op started from g(h_0).",
     extra={"coeffs": minlstm_coeffs, "log_a": minlstm_log_a, "reference_form": "sequential", "family": "diagonal",

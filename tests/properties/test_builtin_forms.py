@@ -11,16 +11,9 @@ from rnnconf.properties import get_profile, properties_for, run_property
 from rnnconf.registry import builtin_forms, get_spec
 
 # Known findings in rnnconf's own forms: each is a real defect, reproduced at the ci profile (derandomized), kept
-# visible as a strict xfail until the form is fixed — never hidden by a looser bound.
-_LOGSPACE_GRAD = ("log-space form's autograd backward divides by tiny h̃ (down to 1e-30) and exp's of rounded logs "
-                  "whose intermediates go subnormal in float32: gradient error far beyond u·(log mass); a custom "
-                  "backward in log space is needed")
-KNOWN_FINDINGS = {
-    "mingru/logspace-gradients-float32": _LOGSPACE_GRAD,
-    "mingru/logspace-gradients-bfloat16": _LOGSPACE_GRAD,
-    "minlstm/logspace-gradients-float32": _LOGSPACE_GRAD + "; also NaN in df where the exact gradient is 2.6e36",
-    "minlstm/logspace-gradients-bfloat16": _LOGSPACE_GRAD,
-}
+# visible as a strict xfail until the form is fixed — never hidden by a looser bound.  None at present (the log-space
+# forms' gradients, issue 12, were fixed by a custom backward: rnnconf/impls/mingru.py ``_LogspaceScan``).
+KNOWN_FINDINGS: dict[str, str] = {}
 
 
 def _items():
