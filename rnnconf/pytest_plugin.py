@@ -2,12 +2,15 @@
 
     pytest --rnnconf-spec hgrn --rnnconf-impl mypkg.ops:my_hgrn [--rnnconf-profile ci|dev|gpu|fuzz]
            [--rnnconf-examples N] [--rnnconf-device cpu|cuda] [--rnnconf-timeout SECONDS] [--rnnconf-report DIR]
+           [--rnnconf-dtypes float32,float16] [--rnnconf-traits accumulate=float32,saves=input]
            [--junitxml results.xml]
 
 generates one item per (property, dtype) — exactly the items ``rnnconf check`` runs (see
 :func:`rnnconf.isolate.plan`), named ``rnnconf[<spec>:<target>]::<property>[<dtype>]`` — on top of whatever else
 pytest collects.  ``passed`` passes, ``failed``/``errored`` fail with the verdict's reason and counterexample,
-``skipped`` and ``not-applicable`` are pytest skips with their reason (never passes).  With ``--rnnconf-report DIR``
+``skipped`` is a pytest skip with its reason (never a pass).  A property that does not concern the spec is not an
+item at all; one the target's declared features exclude (not applicable) is not collected either, and the header
+names it with its reason: only real skips are skips.  With ``--rnnconf-report DIR``
 the run also writes the conformance report and, for each failure, a counterexample and a reproducer there.
 
 Installed as the ``pytest11`` entry point ``rnnconf`` (or load it with ``-p rnnconf.pytest_plugin``).  Without
@@ -41,6 +44,10 @@ def pytest_addoption(parser):
                 help="per-call timeout for the target (default RNNCONF_CALL_TIMEOUT or 300)")
     g.addoption("--rnnconf-report", dest="rnnconf_report", default=None, metavar="DIR",
                 help="also write the conformance report (and reproducers of failures) into DIR")
+    g.addoption("--rnnconf-dtypes", dest="rnnconf_dtypes", default=None, metavar="LIST",
+                help="the dtypes the target claims, e.g. float32,float16 (others are not judged: 'not claimed')")
+    g.addoption("--rnnconf-traits", dest="rnnconf_traits", default=None, metavar="K=V,...",
+                help="error-model traits the target declares, e.g. accumulate=float32,cumsum=none,saves=input")
 
 
 class _Session:
@@ -76,7 +83,7 @@ def pytest_configure(config):
 
     from .isolate import set_call_timeout
     from .properties import calling, get_profile
-    from .targets_resolve import UsageError, autotune_variants, get_spec_or_usage, resolve
+    from .targets_resolve import UsageError, autotune_variants, cli_claims, get_spec_or_usage, resolve
 
     if device == "cuda":
         import torch
@@ -86,7 +93,8 @@ def pytest_configure(config):
     try:
         profile = get_profile(prof_name)
         spec = get_spec_or_usage(spec_id)
-        resolved = resolve(spec.id, impl, device)
+        claims = cli_claims(config.getoption("rnnconf_dtypes"), config.getoption("rnnconf_traits"))
+        resolved = resolve(spec.id, impl, device, claims=claims)
     except (UsageError, KeyError) as e:
         raise pytest.UsageError(f"rnnconf: {e.args[0] if e.args else e}") from None
     if profile.device != device:
@@ -111,8 +119,33 @@ def pytest_report_header(config):
     if s is None:
         return None
     t = s.resolved.target
-    return (f"rnnconf: {t.id} ({t.kind}, {s.resolved.origin}) against spec {s.spec.id}; profile {s.profile.name}, "
-            f"device {s.device}, per-call timeout {s.timeout:g} s")
+    lines = [f"rnnconf: {t.id} ({t.kind}, {s.resolved.origin}) against spec {s.spec.id}; profile {s.profile.name}, "
+             f"device {s.device}, per-call timeout {s.timeout:g} s"]
+    na = _plan(s)[1]
+    if na:
+        lines.append("rnnconf: not applicable to this target, not collected: "
+                     + "; ".join(f"{it.display}[{it.dtype}] ({why})" for it, why in na))
+    return lines
+
+
+def _plan(s):
+    """``(items to collect, [(item, reason)])``: the spec's items (:func:`rnnconf.isolate.plan`; properties that do
+    not concern the spec are not in it at all), split off those the target's declared features exclude.  Those are
+    not collected — not-applicable is neither a pass nor a skip: only real skips are skips — but named in the header
+    and kept, as not-applicable verdicts, for the report."""
+    if getattr(s, "split_plan", None) is None:
+        from .isolate import plan
+        from .properties.checks import PROPERTIES
+
+        run, na = [], []
+        for it in plan(s.spec, s.resolved.target, s.variants, examples=s.examples):
+            why = PROPERTIES[it.prop].not_applicable(s.spec, s.resolved.target)
+            if why:
+                na.append((it, why))
+            else:
+                run.append(it)
+        s.split_plan = (run, na)
+    return s.split_plan
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -131,10 +164,15 @@ class RnnconfFailure(Exception):
 
 class RnnconfSuite(pytest.Collector):
     def collect(self):
-        from .isolate import plan
+        from .properties.checks import PROPERTIES
+        from .properties.runner import Verdict
 
         s = _session(self.config)
-        for it in plan(s.spec, s.resolved.target, s.variants, examples=s.examples):
+        run, na = _plan(s)
+        t = s.resolved.target
+        s.results += [(it, Verdict(it.prop, t.id, s.spec.id, it.dtype, "not-applicable", reason=why,
+                                   required=PROPERTIES[it.prop].required)) for it, why in na]
+        for it in run:
             yield RnnconfItem.from_parent(self, name=f"{it.display}[{it.dtype}]", item=it)
 
 
@@ -154,14 +192,15 @@ class RnnconfItem(pytest.Item):
         s.results.append((self.item, v))
         s.measurements += o.measurements
         self.user_properties += [("rnnconf_status", v.status), ("rnnconf_examples", v.examples),
-                                 ("rnnconf_worst_ratio", f"{v.worst_ratio:.6g}")]
+                                 ("rnnconf_worst_ratio", "—" if v.worst_ratio is None else f"{v.worst_ratio:.6g}")]
         if v.status in ("skipped", "not-applicable"):
             try:  # reported at the item (not at this line of the plugin)
                 raise pytest.skip.Exception(f"{v.status}: {v.reason}", _use_item_location=True)
             except TypeError:
                 pytest.skip(f"{v.status}: {v.reason}")
-        if v.status in ("failed", "errored"):
-            lines = [f"{v.status}: {v.reason}"]
+        if v.status not in ("passed", "skipped", "not-applicable"):  # failed, errored, crashed, not-run, …
+            cls = getattr(v, "failure_class", None)
+            lines = [f"{v.status}{f' ({cls})' if cls else ''}: {v.reason}"]
             if v.counterexample is not None:
                 lines.append(f"counterexample: {v.counterexample}")
             if s.report:
@@ -196,12 +235,14 @@ def pytest_sessionfinish(session, exitstatus):
         return
     import io
 
-    from .cli import Out, finish_target
+    from .progress import Out
+    from .session import TargetRun, finish_target
 
     by_key = {it.key: (it, v) for it, v in s.results}
     try:
-        finish_target(s.spec, s.resolved, list(by_key.values()), s.measurements, s.started, time.time(),
-                      report_dir=s.report, profile=s.profile, device=s.device, timeout=s.timeout, isolate=False,
+        run = TargetRun(s.resolved, list(by_key.values()), s.measurements, s.started, time.time())
+        finish_target(s.spec, run, report_dir=s.report, profile=s.profile, device=s.device, timeout=s.timeout,
+                      isolate=False,
                       command=f"pytest --rnnconf-spec {s.spec.id} --rnnconf-impl {s.impl}", out=Out(io.StringIO()),
                       target_arg=s.impl)
     except Exception as e:  # noqa: BLE001  (never turn a finished test run into a crash)

@@ -8,8 +8,8 @@
   the dtype (leaves (s_j, 1, v_j) with the oracle's scores rounded to the dtype), where û_k must also match the exact
   u_k of those leaves within :func:`~rnnconf.spec.aaren.fold_bound`.
 
-The generic ``combine-associative`` property is for the diagonal (a, b) combine only (its ``applies`` checks the
-spec's family); aaren's (m, u, w) combine is judged here.
+The generic ``combine-associative`` property is for the diagonal (a, b) combine only (it concerns the diagonal
+family); aaren's (m, u, w) combine is judged here.  Both concern targets that expose ``combine``.
 """
 from __future__ import annotations
 
@@ -24,15 +24,13 @@ from ..spec.aaren import fold_bound
 from ..spec.domains import Domain
 from . import strategies as S
 from .calling import PropertyFailure
-from .checks import PROPERTIES, Property
 from .context import Ctx
+from .registry import Property, register
 
 _DPS = 40
 
 
 def _aaren_with_combine(spec, target):
-    if spec.id != "aaren":
-        return "invariant of aaren only"
     return None if target.combine is not None else "target exposes no combine operator"
 
 
@@ -164,10 +162,11 @@ def _combine_check(ctx: Ctx, ex):
     return worst
 
 
-PROPERTIES["aaren-combine"] = Property(
+register(Property(
     "aaren-combine", "the target's combine is the spec's (m, u, w) combine, associative and commutative within the "
     "derived fold bound (m exact), with an exact, NaN-free identity (−∞, 0, 0)",
-    _combine_draw, _combine_check, all_dtypes=True, applies=_aaren_with_combine)
+    _combine_draw, _combine_check, all_dtypes=True, applies=_aaren_with_combine,
+    invariant=True))
 
 
 # ---- aaren-prefix-count ----------------------------------------------------------------------------------------
@@ -235,7 +234,8 @@ def _count_check(ctx: Ctx, ex):
     return float(ratio.max())
 
 
-PROPERTIES["aaren-prefix-count"] = Property(
+register(Property(
     "aaren-prefix-count", "1 ≤ u_k ≤ k: exactly on the oracle's u, and within the derived fold bound for the target's "
     "combine run as the RNN's left fold in the dtype (which must also match the exact u_k)",
-    _count_draw, _count_check, all_dtypes=True, applies=_aaren_with_combine)
+    _count_draw, _count_check, all_dtypes=True, applies=_aaren_with_combine,
+    invariant=True))

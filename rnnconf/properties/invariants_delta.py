@@ -12,11 +12,9 @@ from ..spec.domains import Domain
 from ..spec.targets import QK_L2NORM as QK_L2NORM_FEATURE
 from . import strategies as S
 from .calling import PropertyFailure
-from .checks import PROPERTIES, Property, only_for
 from .context import Ctx
+from .registry import PROPERTIES, Property, register
 
-_FOR = only_for("delta-rule", "gated-delta-rule", "delta-product")
-_DP = only_for("delta-product")
 _STATE = frozenset({"initial_state", "final_state"})
 
 
@@ -42,6 +40,7 @@ def _norm_check(orthogonal: bool):
         i = ex["inputs"]
         call = ctx.call(i, ex["initial_state"])
         res = ctx.oracle(i, ex["initial_state"])
+        ctx.expect_finite(call, i, ex["initial_state"], res=res)  # only ‖S_T‖ is judged below
         S0 = ex["initial_state"].norm(dim=(-2, -1))
         kn2 = (i["k"] ** 2).sum(-1)
         rho = torch.maximum(torch.ones_like(kn2), (1 - i["beta"] * kn2).abs())
@@ -67,12 +66,12 @@ def _norm_check(orthogonal: bool):
     return check
 
 
-PROPERTIES["delta-nonexpansive"] = Property(
+register(Property(
     "delta-nonexpansive", "v ≡ 0: ‖S_T‖_F ≤ Π α_t ‖A_t‖₂ ‖S_0‖_F (≤ ‖S_0‖_F for unit keys, β ∈ [0, 2])",
-    _zero_write_draw(False), _norm_check(False), requires=_STATE, applies=_FOR)
-PROPERTIES["delta-orthogonal"] = Property(
+    _zero_write_draw(False), _norm_check(False), requires=_STATE, invariant=True))
+register(Property(
     "delta-orthogonal", "v ≡ 0, β ≡ 2, g ≡ 0: Householder transitions, ‖S_T‖_F = ‖S_0‖_F",
-    _zero_write_draw(True), _norm_check(True), requires=_STATE, applies=_FOR)
+    _zero_write_draw(True), _norm_check(True), requires=_STATE, invariant=True))
 
 
 def _retrieval_draw(ctx: Ctx):
@@ -96,15 +95,16 @@ def _retrieval_check(ctx: Ctx, ex):
     i, t = ex["inputs"], ex["t"]
     call = ctx.call(i, ex["initial_state"])
     res = ctx.oracle(i, ex["initial_state"])
+    ctx.expect_finite(call, i, ex["initial_state"], res=res)  # only o[:, t] is judged below
     want = i["v"][:, ex.get("r", t)]
     dev = (res.values["o"][:, t] - want).abs()
     return ctx.expect_close(f"o[:, {t}] with β_t = 1, q_t ∝ k_t (must read back v_t)", call.outputs["o"][:, t],
                             want, ctx.bound(res, "o")[:, t] + dev, call.desc, source="v_t (exact retrieval)")
 
 
-PROPERTIES["delta-retrieval"] = Property(
+register(Property(
     "delta-retrieval", "β_t = 1 with a unit key: S_tᵀ k_t = v_t (exact retrieval)", _retrieval_draw,
-    _retrieval_check, applies=_FOR)
+    _retrieval_check, invariant=True))
 
 
 # ---- DeltaProduct's metamorphic relations: each judged against a *different* spec's oracle --------------------------
@@ -147,7 +147,7 @@ for _kind, _doc in (("interleaved", "equals the gated delta rule's oracle on the
                                     "sub-step 0, query at the last), every n_h-th output (n_h ≥ 2)"),
                     ("nh1", "n_h = 1 equals the gated delta rule's oracle"),
                     ("ungated", "g ≡ 0 equals the delta rule's oracle on the interleaved sequence (n_h ≥ 2)")):
-    PROPERTIES[f"dp-{_kind}"] = Property(f"dp-{_kind}", _doc, *_reduction(_kind), applies=_DP)
+    register(Property(f"dp-{_kind}", _doc, *_reduction(_kind), invariant=True))
 
 
 # ---- the normalisation mode (fla's use_qk_l2norm_in_kernel) ----------------------------------------------------------
@@ -186,10 +186,10 @@ def _l2norm_check(ctx: Ctx, ex):
     return worst
 
 
-PROPERTIES["delta-qk-l2norm"] = Property(
+register(Property(
     "delta-qk-l2norm", f"{QK_L2NORM}=True on raw q, k rows (norms 10^−30 … 10^3) equals the oracle on "
     "q̂ = q/√(Σq² + ε), k̂ = k/√(Σk² + ε), ε = 1e-6", _l2norm_draw, _l2norm_check,
-    requires=frozenset({QK_L2NORM_FEATURE}), applies=_FOR, all_dtypes=True)
+    requires=frozenset({QK_L2NORM_FEATURE}), invariant=True, all_dtypes=True))
 
 
 def _l2norm_grad_draw(ctx: Ctx):
@@ -235,8 +235,8 @@ def _l2norm_grad_check(ctx: Ctx, ex):
     return worst
 
 
-PROPERTIES["delta-qk-l2norm-gradients"] = Property(
+register(Property(
     "delta-qk-l2norm-gradients", f"{QK_L2NORM}=True on raw rows: gradients of every input (through the "
     "normalisation) agree with float64 autograd of the reference form in the same mode within the derived bound",
-    _l2norm_grad_draw, _l2norm_grad_check, requires=frozenset({QK_L2NORM_FEATURE, "grad"}), applies=_FOR,
-    all_dtypes=True)
+    _l2norm_grad_draw, _l2norm_grad_check, requires=frozenset({QK_L2NORM_FEATURE, "grad"}), invariant=True,
+    all_dtypes=True))

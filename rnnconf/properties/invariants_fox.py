@@ -13,8 +13,8 @@ from ..spec.errors import unit_roundoff
 from ..spec.softmax import default_scale
 from . import strategies as S
 from .calling import PropertyFailure, call_target
-from .checks import PROPERTIES, Property, only_for
 from .context import Ctx
+from .registry import Property, register
 
 
 # ---- FoX ---------------------------------------------------------------------------------------------------------
@@ -35,9 +35,9 @@ def _zero_gate_check(ctx: Ctx, ex):
                             ctx.bound(res, "o"), call.desc, source="mpmath causal softmax, no decay")
 
 
-PROPERTIES["fox-zero-gate-is-softmax"] = Property(
+register(Property(
     "fox-zero-gate-is-softmax", "g ≡ 0 gives causal softmax attention (an oracle path with no decay term)",
-    _zero_gate_draw, _zero_gate_check, applies=only_for("forgetting-attention"))
+    _zero_gate_draw, _zero_gate_check, invariant=True))
 
 
 def _strong_decay_draw(ctx: Ctx):
@@ -65,9 +65,9 @@ def _strong_decay_check(ctx: Ctx, ex):
                             source="o_i = v_i")
 
 
-PROPERTIES["fox-strong-decay-is-identity"] = Property(
+register(Property(
     "fox-strong-decay-is-identity", "g ≡ −1e4 attends only to j = i: o_i = v_i",
-    _strong_decay_draw, _strong_decay_check, applies=only_for("forgetting-attention"))
+    _strong_decay_draw, _strong_decay_check, invariant=True))
 
 
 def _first_gate_draw(ctx: Ctx):
@@ -95,9 +95,9 @@ def _first_gate_check(ctx: Ctx, ex):
                             call.outputs["o"], res_orig.values["o"], ctx.bound(res_mod, "o"), call.desc)
 
 
-PROPERTIES["fox-first-gate-irrelevant"] = Property(
+register(Property(
     "fox-first-gate-irrelevant", "g_0 cancels in every row: any g_0 (e.g. −1e4) gives the same output",
-    _first_gate_draw, _first_gate_check, applies=only_for("forgetting-attention"))
+    _first_gate_draw, _first_gate_check, invariant=True))
 
 
 # ---- ACP ---------------------------------------------------------------------------------------------------------
@@ -144,6 +144,7 @@ def _acp_call(ctx: Ctx, ex, log_eps):
     """(Call, pruning info) — the info call must return the same output bitwise as the plain call."""
     kw = {"log_eps": log_eps}
     call = ctx.call(ex["inputs"], extra_kwargs=kw)
+    ctx.expect_finite(call, ex["inputs"], res=lambda: _acp_oracle(ctx, {**ex, "log_eps": log_eps}))
     raw = call_target(ctx.spec, ctx.target, ex["inputs"], ctx.dtype, ctx.profile.device,
                       extra_kwargs={**kw, "return_pruning": True}, output_final_state=False, raw_return=True)
     if not (isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict) and "pruned" in raw[1]):
@@ -203,9 +204,9 @@ def _mass_check(ctx: Ctx, ex):
     return float(r.max()) if r.numel() else 0.0
 
 
-PROPERTIES["acp-pruned-mass"] = Property(
+register(Property(
     "acp-pruned-mass", "the exact attention weight on pruned tiles is < ε per query (mpmath weights)",
-    acp_draw, _mass_check, applies=only_for("forgetting-attention-acp"))
+    acp_draw, _mass_check, invariant=True))
 
 
 def _acp_output_check(ctx: Ctx, ex):
@@ -217,9 +218,9 @@ def _acp_output_check(ctx: Ctx, ex):
                             source="mpmath FoX; bound + 2ε·max|v|")
 
 
-PROPERTIES["acp-output-bound"] = Property(
+register(Property(
     "acp-output-bound", "the pruned output is within 2ε·max|v| (+ rounding) of exact FoX attention",
-    acp_draw, _acp_output_check, applies=only_for("forgetting-attention-acp"))
+    acp_draw, _acp_output_check, invariant=True))
 
 
 def _shape_check(ctx: Ctx, ex):
@@ -254,9 +255,9 @@ def _shape_check(ctx: Ctx, ex):
     return 0.0
 
 
-PROPERTIES["acp-tile-shape"] = Property(
+register(Property(
     "acp-tile-shape", "pruned tiles are block-aligned, strictly below the diagonal, a prefix of each block row, "
-    "non-decreasing across query blocks", acp_draw, _shape_check, applies=only_for("forgetting-attention-acp"))
+    "non-decreasing across query blocks", acp_draw, _shape_check, invariant=True))
 
 
 def _eps_zero_check(ctx: Ctx, ex):
@@ -278,9 +279,9 @@ def _eps_zero_check(ctx: Ctx, ex):
     return 0.0
 
 
-PROPERTIES["acp-eps-zero"] = Property(
+register(Property(
     "acp-eps-zero", "ε → 0 (δ = −∞) prunes nothing and equals the unpruned kernel bitwise",
-    acp_draw, _eps_zero_check, applies=only_for("forgetting-attention-acp"))
+    acp_draw, _eps_zero_check, invariant=True))
 
 
 def _precondition_check(ctx: Ctx, ex):
@@ -302,7 +303,6 @@ def _precondition_check(ctx: Ctx, ex):
     return 0.0
 
 
-PROPERTIES["acp-precondition"] = Property(
+register(Property(
     "acp-precondition", "with a log-gate > 0 the ε guarantee is void: noticed, not failed, and the output stays "
-    "finite", lambda ctx: acp_draw(ctx, positive_gate=True), _precondition_check,
-    applies=only_for("forgetting-attention-acp"))
+    "finite", lambda ctx: acp_draw(ctx, positive_gate=True), _precondition_check, invariant=True))

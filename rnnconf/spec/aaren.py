@@ -151,16 +151,6 @@ def aaren_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, scale
     }
 
 
-def _prefix_count(case, outputs):
-    """1 ≤ u_k ≤ k on the oracle's exact u (``case["u"]``: [B, H, T])."""
-    u = case.get("u")
-    if u is None:
-        return None
-    k = torch.arange(1, u.shape[-1] + 1, dtype=u.dtype)
-    bad = (u < 1) | (u > k)
-    return f"u_k outside [1, k] at {bad.nonzero()[0].tolist()}" if bad.any() else None
-
-
 SPEC = register(Spec(
     id="aaren",
     title="Aaren: attention as a many-to-one RNN (softmax attention with a fixed query)",
@@ -179,18 +169,21 @@ SPEC = register(Spec(
     forms=("sequential", "scan-hillis-steele", "scan-blelloch", "dense", "triton-scan"),
     invariants=(
         Invariant("rnn-is-attention", "the (m, u, w) left fold gives w_t/u_t = causal softmax attention with the "
-                  "fixed query (two independent oracle paths agree)"),
-        Invariant("combine-associative-commutative", "(p∘q)∘r = p∘(q∘r) and p∘q = q∘p (exact in mpmath; within "
-                  ":func:`fold_bound` in floats)"),
-        Invariant("identity", "(−∞, 0, 0) ∘ p = p ∘ (−∞, 0, 0) = p, and (−∞, 0, 0) ∘ (−∞, 0, 0) is the identity, "
-                  "never NaN", tolerance="exact"),
-        Invariant("prefix-count", "1 ≤ u_k ≤ k (the max contributes e⁰ = 1, every other term ≤ 1)",
-                  check=_prefix_count, tolerance="exact"),
-        Invariant("equal-scores-mean", "all scores equal (e.g. q = 0) ⇒ o_t = mean(v_1..v_t)"),
-        Invariant("single-step", "T = 1 ⇒ o = v (one key has weight 1)"),
-        Invariant("convex-hull", "o_t lies in [min, max] of v_1..v_t per channel (the weights are a probability "
-                  "vector)"),
-        Invariant("causality", "o_t depends only on q and k, v at j ≤ t"),
+                  "fixed query (two independent oracle paths agree)",
+                  checked_by="tests/oracles/test_aaren_oracle.py::test_rnn_path_equals_attention_path"),
+        Invariant("aaren-combine", "the target's combine is the spec's (m, u, w) combine: (p∘q)∘r = p∘(q∘r) and "
+                  "p∘q = q∘p (exact in mpmath; within :func:`fold_bound` in floats, m exact), and (−∞, 0, 0) ∘ p = "
+                  "p ∘ (−∞, 0, 0) = p, (−∞, 0, 0) ∘ (−∞, 0, 0) the identity, exactly and never NaN"),
+        Invariant("aaren-prefix-count", "1 ≤ u_k ≤ k (the max contributes e⁰ = 1, every other term ≤ 1): exactly on "
+                  "the oracle's u; the target's combine run as the RNN's left fold in the dtype stays in [1, k] and "
+                  "matches the exact u_k within :func:`fold_bound`"),
+        Invariant("equal-scores-mean", "all scores equal (e.g. q = 0) ⇒ o_t = mean(v_1..v_t)",
+                  checked_by="tests/oracles/test_aaren_oracle.py::test_equal_scores_give_running_mean"),
+        Invariant("single-step", "T = 1 ⇒ o = v (one key has weight 1)",
+                  checked_by="tests/oracles/test_aaren_oracle.py::test_single_step_is_v"),
+        Invariant("aaren-convex-hull", "o_t lies in [min, max] of v_1..v_t per channel (the weights are a probability "
+                  "vector)", checked_by="tests/oracles/test_aaren_oracle.py::test_output_in_convex_hull_of_values"),
+        Invariant("causality", "o_t depends only on q and k, v at j ≤ t", checked_by="causality-perturb"),
     ),
     error_model=AAREN_ERROR,
     has_state=False,

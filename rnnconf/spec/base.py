@@ -8,7 +8,7 @@ Oracles, torch forms, Triton kernels and properties all read from here; nothing 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from .domains import Domain
 from .errors import ErrorModel
@@ -23,6 +23,17 @@ class Dim:
     hi: int
     edges: tuple[int, ...] = ()
     doc: str = ""
+    boundaries: tuple[int, ...] = ()  # kernel-boundary sizes (2^k − 1, 2^k, 2^k + 1): the boundary probes' edges
+
+
+def pow2_boundaries(first: int, hi: int) -> tuple[int, ...]:
+    """2^k − 1, 2^k, 2^k + 1 for every power of two 2^k ≥ ``first`` with 2^k − 1 ≤ ``hi``, those ≤ ``hi``: where a
+    kernel's block, tile or grid changes (BD = 64, BT = 128, one more program …)."""
+    out, p = [], first
+    while p - 1 <= hi:
+        out += [n for n in (p - 1, p, p + 1) if 1 <= n <= hi and n not in out]
+        p *= 2
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -59,14 +70,20 @@ class Output:
 
 @dataclass(frozen=True)
 class Invariant:
-    """A mathematical fact the op satisfies.  ``check(case, outputs)`` returns ``None`` or a message describing the
-    violation; ``outputs`` are float64 tensors keyed by output name.  ``tolerance`` says how the check is judged:
-    ``"exact"`` (a structural fact) or ``"bound"`` (within the error model)."""
+    """A mathematical fact the op satisfies: one record for its name, its statement and where it is checked.
+
+    ``checked_by`` None (the usual case): the property registered under ``name`` judges it on every target of the
+    spec, and ``name`` is that property's report row and pytest item (a family invariant lives in
+    ``rnnconf/properties/invariants_<family>.py``; a generic property of that name, e.g. ``combine-associative``,
+    serves as well).  Otherwise ``checked_by`` names the one check elsewhere: a generic property (``"causality-
+    perturb"``), or ``"path.py::function"`` — a test of the oracle or the function of the oracle that checks the
+    fact of the op itself (not of a target).  ``tolerance``: ``"exact"`` (a structural fact) or ``"bound"``
+    (within the error model)."""
 
     name: str
     statement: str
-    check: Callable | None = None
     tolerance: str = "bound"
+    checked_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -73,12 +73,13 @@ SPEC = register(Spec(
     outputs=(Output("o", ("B", "T", "H", "V"), "attention output"),),
     forms=("dense", "tiled", "triton"),
     invariants=(
-        Invariant("zero-gate-is-softmax", "g ≡ 0 ⇒ causal softmax attention (checked against a separate mpmath "
+        Invariant("fox-zero-gate-is-softmax", "g ≡ 0 ⇒ causal softmax attention (checked against a separate mpmath "
                   "softmax with no decay term)"),
-        Invariant("strong-decay-is-identity", "g ≡ −1e4 ⇒ o_i = v_i (every off-diagonal weight is exp(−1e4) = 0)"),
-        Invariant("first-gate-irrelevant", "g_0 shifts every cumulative sum by a constant that cancels per row: "
+        Invariant("fox-strong-decay-is-identity", "g ≡ −1e4 ⇒ o_i = v_i (every off-diagonal weight is exp(−1e4) = "
+                  "0)"),
+        Invariant("fox-first-gate-irrelevant", "g_0 shifts every cumulative sum by a constant that cancels per row: "
                   "any g_0 gives the same output (cumsum-difference forms lose u·|g_0| here)"),
-        Invariant("causality", "o_i depends only on q_i and k, v, g at j ≤ i"),
+        Invariant("causality", "o_i depends only on q_i and k, v, g at j ≤ i", checked_by="causality-perturb"),
     ),
     error_model=softmax.ATTENTION_ERROR,
     has_state=False,

@@ -51,11 +51,11 @@ SPEC = register(Spec(
     ),
     forms=("sequential", "scan", "chunk", "triton-fused", "triton-scan"),
     invariants=(
-        Invariant("combine-associative", "(p∘q)∘r = p∘(q∘r) for p=(a,b) pairs (exact in mpmath, within the bound in "
-                  "floats)"),
+        Invariant("combine-associative", "a scan's combine is the spec's (a₁, b₁)∘(a₂, b₂) = (a₁a₂, a₂b₁ + b₂) and "
+                  "(p∘q)∘r = p∘(q∘r) (exact in mpmath, within the bound in floats)"),
         Invariant("tied-gate-bound", "with x_t = (1 − λ_t) c_t: |h_t| ≤ max(|h_0|, max_{s≤t} |c_s|)"),
-        Invariant("zero-gate-reset", "g_t = −∞ (exp underflows to 0) ⇒ h_t = x_t: the past is forgotten exactly",
-                  tolerance="exact"),
+        Invariant("reset-forgets", "g_t at the log-gate floor (exp underflows to 0 in every format) ⇒ h_t = x_t: "
+                  "the past is forgotten exactly", tolerance="exact"),
     ),
     error_model=ErrorModel(c_step=4.0, c_log=2.0, c_out=1.0, doc=__doc__.split("Error model")[1].strip()),
     extra={"coeffs": coeffs, "log_a": log_a, "reference_form": "sequential", "family": "diagonal",

@@ -210,6 +210,8 @@ def grad_magnitudes(inputs: dict, h0: torch.Tensor | None, do: torch.Tensor, dht
     return out
 
 
+_T = "tests/spec/test_hgrn_layer_invariants.py::"  # where the invariants of the op itself are checked
+
 SPEC = register(Spec(
     id="hgrn-layer",
     title="HGRN layer gate construction and complex diagonal recurrence (HGRN1 token mixer)",
@@ -238,19 +240,27 @@ SPEC = register(Spec(
     forms=("sequential", "scan", "chunk16"),
     invariants=(
         Invariant("gate-range", "γ < λ_t < 1 exactly; in floats γ ≤ λ̂_t ≤ 1: λ̂ rounds to 1 when (1−γ)σ(−f) < u/2 "
-                  "(float32, γ = 0: f ≳ 17) and to γ when (1−γ)σ(f) < uγ/2", tolerance="exact"),
-        Invariant("gate-forms-agree", "gate(f, γ) = exp(log_gate(f, γ)): relative difference ≤ u(18 + 6|log λ|)"),
-        Invariant("complement-accurate", "1 − λ is formed as (1−γ)σ(−f), relative error ≤ 6u, never as 1 − λ̂"),
-        Invariant("modulus-bound", "|h_t| ≤ max(|h_0|, max_{s≤t} |c_s|) elementwise, since |λe^{iθ}| + (1−λ) = 1"),
+                  "(float32, γ = 0: f ≳ 17) and to γ when (1−γ)σ(f) < uγ/2", tolerance="exact",
+                  checked_by=_T + "test_gate_ranges_and_forms_agree"),
+        Invariant("gate-forms-agree", "gate(f, γ) = exp(log_gate(f, γ)): relative difference ≤ u(18 + 6|log λ|)",
+                  checked_by=_T + "test_gate_ranges_and_forms_agree"),
+        Invariant("complement-accurate", "1 − λ is formed as (1−γ)σ(−f), relative error ≤ 6u, never as 1 − λ̂",
+                  checked_by=_T + "test_lambda_rounds_to_one_in_float32_but_complement_does_not"),
+        Invariant("modulus-bound", "|h_t| ≤ max(|h_0|, max_{s≤t} |c_s|) elementwise, since |λe^{iθ}| + (1−λ) = 1",
+                  checked_by=_T + "test_modulus_bound"),
         Invariant("real-reduction", "θ = 0, c_im = 0, real h_0 ⇒ o = hgrn(x = (1−λ)c_re, g = log λ) and Im o = 0 "
-                  "(exactly zero in floats: every imaginary product has a zero factor)"),
+                  "(exactly zero in floats: every imaginary product has a zero factor)",
+                  checked_by=_T + "test_zero_angle_reduces_to_hgrn"),
         Invariant("conjugation-symmetry", "(θ, c, h_0) → (−θ, c̄, h̄_0) gives ō; bitwise in floats, rounding to "
-                  "nearest being symmetric under negation", tolerance="exact"),
-        Invariant("phase-equivariance", "o is ℂ-linear in (c, h_0): rotating c and h_0 by e^{iφ} rotates o by e^{iφ}"),
-        Invariant("combine-associative", "(a₁,b₁)∘(a₂,b₂) = (a₁a₂, a₂b₁ + b₂) is associative over ℂ"),
+                  "nearest being symmetric under negation", tolerance="exact",
+                  checked_by=_T + "test_conjugation_symmetry_is_exact"),
+        Invariant("phase-equivariance", "o is ℂ-linear in (c, h_0): rotating c and h_0 by e^{iφ} rotates o by e^{iφ}",
+                  checked_by=_T + "test_phase_equivariance"),
+        Invariant("combine-associative", "(a₁,b₁)∘(a₂,b₂) = (a₁a₂, a₂b₁ + b₂) is associative over ℂ",
+                  checked_by=_T + "test_combine_associative_over_complex"),
         Invariant("lower-bounds", "γ^0 = 0, γ^l non-decreasing in l, γ^{L−1} = 1 − P_0 < 1 (exact); in floats "
                   "γ^0 = 0 and monotonicity hold exactly, γ^{L−1} ≤ 1 with equality only when P_0 ≲ u",
-                  tolerance="exact"),
+                  tolerance="exact", checked_by=_T + "test_lower_bounds"),
     ),
     error_model=ErrorModel(c_step=14.0, c_log=6.0, c_out=1.0, doc=__doc__.split("Error model")[1].strip()),
     extra={

@@ -91,6 +91,23 @@ def test_single_step_is_v(seed, V, spread):
     assert torch.equal(r.aux["u"], torch.ones(2, 2, 1, dtype=torch.float64))
 
 
+@SETTINGS
+@given(seed=st.integers(0, 2**31 - 1), T=st.integers(1, 24), V=st.integers(1, 3), spread=st.sampled_from(SPREADS))
+def test_output_in_convex_hull_of_values(seed, T, V, spread):
+    """The weights are a probability vector ⇒ min_{j≤t} v_j ≤ o_t ≤ max_{j≤t} v_j per channel, on the exact o (both
+    paths, to the oracle's working precision relative to the hull's edge)."""
+    q, k, v = _inputs(seed, 2, T, 2, 3, V, spread)
+    r = aaren_oracle(q, k, v, dps=30)
+    lo, hi = torch.cummin(v, 1).values.tolist(), torch.cummax(v, 1).values.tolist()
+    tol = mpmath.mpf(10) ** -25
+    for o in (r.exact["o"], r.aux["rnn_o"]):
+        for ob, lb, hb in zip(o, lo, hi):
+            for ot, lt, ht in zip(ob, lb, hb):
+                for oh, lh, hh in zip(ot, lt, ht):
+                    for x, a, b in zip(oh, lh, hh):
+                        assert a - tol * abs(a) <= x <= b + tol * abs(b), (x, a, b)
+
+
 def mpmath_tensor(x, shape):
     from rnnconf.oracles.base import mp_to_tensor
 

@@ -105,6 +105,21 @@ def test_gates_sum_to_one(f, i, dps):
         assert abs(lz - mpmath.log(a)) <= eps * (1 + abs(lz))
 
 
+@SETTINGS
+@given(seed=st.integers(0, 2**31 - 1), T=st.integers(1, 20), lstm=st.booleans(), with_h0=st.booleans())
+def test_positive_inputs_stay_positive(seed, T, lstm, with_h0):
+    """h_0 > 0 and h̃_s > 0 for s ≤ t ⇒ h_t > 0 (a convex combination of positives), exactly: on the exact values and
+    after rounding to float64, including at saturating logits ±30 and at h̃ down to 1e-30."""
+    gen = torch.Generator().manual_seed(seed)
+    D = 3
+    logits = [(torch.randn(1, T, D, generator=gen, dtype=torch.float64) * 30).clamp(-40, 40) for _ in range(2)]
+    h_t = torch.exp(torch.randn(1, T, D, generator=gen, dtype=torch.float64) * 20).clamp(min=1e-30)
+    h0 = torch.rand(1, D, generator=gen, dtype=torch.float64) + 1e-3 if with_h0 else None
+    r = minlstm_oracle(*logits, h_t, h0) if lstm else mingru_oracle(logits[0], h_t, h0)
+    assert all(x > 0 for b in r.exact["o"] for t in b for x in t)
+    assert (r.values["o"] > 0).all() and (r.values["final_state"] > 0).all()
+
+
 def test_minlstm_both_logits_very_negative():
     """σ(−1e4) underflows in every float format, but f′ is a ratio: exactly 1/2 at f = i = −1e4, and
     f′ = e^f/(e^f + e^i) = 1/(1 + e^{i−f}) (up to e^{−1e4} relative) when both logits are ≪ 0."""

@@ -238,6 +238,57 @@ def test_conjugation_symmetry_is_exact(data):
     assert torch.equal(oc, o.conj()) and torch.equal(hTc, hT.conj())
 
 
+@_settings(20)
+@given(data=st.data())
+def test_phase_equivariance(data):
+    """o is ℂ-linear in (c, h_0): (c, h_0) → (i·c, i·h_0) gives i·o.  Multiplying by i only swaps and negates parts
+    (exact), so the oracle — exact, then rounded symmetrically — gives i·o bitwise; a form errs by at most its bound
+    on each run, so by twice its bound."""
+    dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
+    form = data.draw(st.sampled_from(FORMS), label="form")
+    dims, x, h0 = _draw_case(data, dtype)
+    xr = dict(x, c_re=-x["c_im"], c_im=x["c_re"])
+    h0r = h0 * 1j if h0 is not None else None
+    res, rot = hgrn_layer_oracle(**x, initial_state=h0), hgrn_layer_oracle(**xr, initial_state=h0r)
+    for k in ("o", "final_state"):
+        want = torch.complex(-res.values[k].imag, res.values[k].real)
+        assert torch.equal(rot.values[k], want), k
+    o, _ = _run(form, x, h0, dtype)
+    orot, _ = _run(form, xr, h0r, dtype)
+    bo = SPEC.error_model.bound(res.steps["o"], res.mag["o"], res.logmass["o"], dtype, get_form(
+        f"hgrn-layer/{form}").traits)
+    assert ((orot.to(torch.complex128) - 1j * o.to(torch.complex128)).abs() <= 2 * bo).all()
+
+
+@_settings(40)
+@given(data=st.data())
+def test_combine_associative_over_complex(data):
+    """(a₁,b₁)∘(a₂,b₂) = (a₁a₂, a₂b₁ + b₂) is associative over ℂ: both bracketings agree in 60-digit mpmath, and the
+    scan form's combine in complex128 matches the exact one within the error model at one step."""
+    import mpmath
+
+    from rnnconf.spec.diagonal import combine
+
+    vals = [(data.draw(st.floats(0.0, 1.0), label=f"|a{j}|"), data.draw(st.floats(-math.pi, math.pi), label=f"arg{j}"),
+             data.draw(st.floats(-1e3, 1e3), label=f"re b{j}"), data.draw(st.floats(-1e3, 1e3), label=f"im b{j}"))
+            for j in range(3)]
+    with mpmath.workdps(60):
+        ps = [(mpmath.mpf(r) * mpmath.expjpi(mpmath.mpf(t) / mpmath.pi), mpmath.mpc(br, bi)) for r, t, br, bi in vals]
+        left, right = combine(combine(ps[0], ps[1]), ps[2]), combine(ps[0], combine(ps[1], ps[2]))
+        for lv, rv in zip(left, right):
+            assert abs(lv - rv) <= mpmath.mpf(10) ** -55 * (1 + abs(lv))
+        exact = combine(ps[0], ps[1])
+    scan = get_form("hgrn-layer/scan")
+    tp = [(torch.tensor([complex(a)], dtype=torch.complex128), torch.tensor([complex(b)], dtype=torch.complex128))
+          for a, b in ps]
+    got = scan.combine(tp[0], tp[1])
+    (a1, b1), (a2, b2) = [(a.abs(), b.abs()) for a, b in tp[:2]]
+    one = torch.tensor(1.0, dtype=torch.float64)
+    for g, want, m in zip(got, exact, (a1 * a2, a2 * b1 + b2)):
+        bound = SPEC.error_model.bound(one, m, None, torch.float64, scan.traits)
+        assert (g - complex(want)).abs().item() <= bound.item()
+
+
 @_settings(30)
 @given(data=st.data())
 def test_gradients_agree_with_float64_sequential(data):
