@@ -142,7 +142,9 @@ scan_hillis_steele = with_varlen(_hillis_steele)
 scan_blelloch = with_varlen(_blelloch)
 dense = with_varlen(_dense)
 
-_TRAITS = Traits(accumulate="float32", cumsum="none")
+# layout_dependent: torch's CPU kernels pick their path by the operands' strides (vectorised vs scalar exp, BLAS
+# variants), so non-contiguous views of the same inputs round differently (found by the strided-inputs property)
+_TRAITS = Traits(accumulate="float32", cumsum="none", layout_dependent=True)
 for _name, _fn, _comb, _doc in (
     ("sequential", sequential, combine, "python loop over t folding (s_t, 1, v_t) into (m, u, w) — the RNN"),
     ("scan-hillis-steele", scan_hillis_steele, combine, "Hillis–Steele inclusive scan of (m, u, w) summaries"),

@@ -154,5 +154,8 @@ for _sid, _gated in (("delta-rule", False), ("gated-delta-rule", True)):
                          doc="Hillis–Steele scan over (A_t, B_t) with the matrix combine"))
     for _C in (16, 5):
         register_form(Target(_sid, f"chunk-wy-{_C}", _api(_chunk(_C), _gated),
-                             traits=Traits(accumulate="float32", cumsum="chunk", chunk_size=_C), supports=SUPPORTS,
+                             # layout_dependent: torch's matmuls pick their CPU kernel by the operands' strides, so
+                             # non-contiguous views round differently (found by the strided-inputs property)
+                             traits=Traits(accumulate="float32", cumsum="chunk", chunk_size=_C,
+                                           layout_dependent=True), supports=SUPPORTS,
                              doc=f"chunkwise WY/UT transform, C = {_C}"))

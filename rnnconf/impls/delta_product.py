@@ -108,5 +108,7 @@ register_form(Target("delta-product", "scan", product_api(_scan), traits=_T, sup
                      doc="Hillis–Steele scan over per-token (α_t H_{n_h}⋯H_1, B_t) with the matrix combine"))
 for _C in (16, 5):
     register_form(Target("delta-product", f"chunk-wy-{_C}", product_api(_chunk_interleaved(_C)),
-                         traits=Traits(accumulate="float32", cumsum="chunk", chunk_size=_C), supports=SUPPORTS,
+                         # layout_dependent: torch's matmuls pick their CPU kernel by the operands' strides
+                         traits=Traits(accumulate="float32", cumsum="chunk", chunk_size=_C, layout_dependent=True),
+                         supports=SUPPORTS,
                          doc=f"chunkwise WY/UT (C = {_C} sub-steps) on the interleaved sequence, as fla reduces it"))

@@ -142,7 +142,9 @@ def tiled_acp(block_m: int, block_n: int):
     return fn
 
 
-_TRAITS = Traits(accumulate="float32", cumsum="full")
+# layout_dependent: torch's matmul and exp pick their CPU path by the operands' strides, so non-contiguous views of
+# the same inputs round differently (found by the strided-inputs property)
+_TRAITS = Traits(accumulate="float32", cumsum="full", layout_dependent=True)
 register_form(Target("forgetting-attention", "dense", dense, traits=_TRAITS, supports=STATELESS,
                      doc="quadratic masked softmax, D from one cumsum"))
 register_form(Target("forgetting-attention", "tiled-16x16", tiled(16, 16), traits=_TRAITS, supports=STATELESS,

@@ -127,13 +127,15 @@ sequential = _with_varlen(_sequential)
 scan = _with_varlen(_scan)
 chunk16 = _with_varlen(_chunk(16))
 
-_SEQ = Traits(accumulate="float32", cumsum="none")
+# layout_dependent: torch's CPU kernels pick their path by the operands' strides (vectorised vs scalar exp/sigmoid),
+# so non-contiguous views of the same inputs round differently (found by the strided-inputs property)
+_SEQ = Traits(accumulate="float32", cumsum="none", layout_dependent=True)
 register_form(Target("hgrn-layer", "sequential", sequential, traits=_SEQ,
                      doc="python loop over t in complex arithmetic"))
 register_form(Target("hgrn-layer", "scan", scan, traits=_SEQ, combine=combine,
                      doc="Hillis–Steele scan over complex (λe^{iθ}, (1−λ)c) pairs"))
 register_form(Target("hgrn-layer", "chunk16", chunk16,
-                     traits=Traits(accumulate="float32", cumsum="chunk", chunk_size=16),
+                     traits=Traits(accumulate="float32", cumsum="chunk", chunk_size=16, layout_dependent=True),
                      doc="chunkwise in log space, C = 16: decays e^{L_i − L_j} from within-chunk cumulative log λ, "
                          "phases e^{iθ(i−j)} from θ·(i−j); strong gates (λ < 1/2) are multiplied in directly, so "
                          "that ∂/∂γ stays accurate where λ is tiny or underflows"))

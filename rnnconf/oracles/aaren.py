@@ -66,13 +66,16 @@ def aaren_rnn(q, k, v, scale=None, dps: int = DEFAULT_DPS) -> dict:
     return {"o": o, "u": U, "m": M, "s": S}
 
 
-def aaren_oracle(q, k, v, scale=None, initial_state=None, dps: int = DEFAULT_DPS) -> OracleResult:
+def aaren_oracle(q, k, v, scale=None, initial_state=None, dps: int = DEFAULT_DPS, rows=None) -> OracleResult:
     """Values, magnitude and cond from the attention path; ``aux``: the RNN path's exact u/m/s ([B, H, T] float64,
-    and their mpf lists under ``*_exact``) and its o (``rnn_o``, mpf lists)."""
+    and their mpf lists under ``*_exact``) and its o (``rnn_o``, mpf lists).  ``rows``: the attention path on these
+    output rows only, no RNN path (see :func:`attention_oracle`)."""
     if initial_state is not None:
         raise ValueError("aaren is state-free: no initial_state")
     if q.dim() != 3 or k.dim() != 4 or q.shape[-1] != k.shape[-1]:
         raise ValueError(f"aaren: q must be [B, H, K] and k [B, T, H, K]; got {tuple(q.shape)}, {tuple(k.shape)}")
+    if rows is not None:
+        return attention_oracle(q, k, v, None, scale=scale, dps=dps, fixed_query=True, rows=rows)
     res = attention_oracle(q, k, v, None, scale=scale, dps=dps, fixed_query=True)
     rnn = aaren_rnn(q, k, v, scale=scale, dps=dps)
     B, T, H, _ = v.shape

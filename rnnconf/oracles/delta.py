@@ -152,7 +152,8 @@ def form_cond(res: OracleResult, traits, dtype=None):
     if chunked:
         key = ("kappa", traits.chunk_size)
         if key not in res.aux:
-            i, C = res.aux["inputs"], traits.chunk_size
+            i = res.aux["inputs"]
+            C = min(traits.chunk_size, i["k"].shape[1])  # a chunk is never longer than the (interleaved) sequence
             res.aux[key] = 1 + C * dp_chunk_condition(i["k"], i["beta"], i["g"], C, res.aux["n_h"])
         kappa = res.aux[key]
     out = OracleResult(values=res.values, mag={}, logmass={}, steps={}, exact=res.exact, dps=res.dps,

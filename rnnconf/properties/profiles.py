@@ -10,7 +10,7 @@ Selected by ``RNNCONF_PROFILE`` (or pytest's ``--rnnconf-profile``); ``RNNCONF_E
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, Phase, settings
 
@@ -23,6 +23,11 @@ class Profile:
     size_caps: dict  # Dim name -> max value drawn
     device: str = "cpu"
     database: bool = False
+    # boundary probes (rnnconf.properties.probes): which of a Dim's ``boundaries`` this profile probes — per dim
+    # (or "<family>.<dim>") a pair (full, plus): every boundary ≤ full, and the one-past edges 2^k + 1 ≤ plus (the
+    # first size that needs one more block/tile/program); a dim not named is probed in full
+    probe_caps: dict = field(default_factory=dict)
+    probe_budget_s: float = 0.0  # stated CPU-second budget of all probe properties together, per target (0: none)
 
     def settings(self, max_examples: int | None = None, **kw) -> settings:
         from hypothesis.database import DirectoryBasedExampleDatabase
@@ -47,20 +52,39 @@ class Profile:
         c = self.size_caps.get(f"{family}.{dim}") if family else None
         return min(hi, c if c is not None else self.size_caps.get(dim, hi))
 
+    def probe_cap(self, dim: str, family: str | None = None) -> tuple[float, float]:
+        """(full, plus) caps of the boundary probes for ``dim`` (see ``probe_caps``); (inf, inf) when not capped."""
+        c = self.probe_caps.get(f"{family}.{dim}") if family else None
+        c = c if c is not None else self.probe_caps.get(dim)
+        return (float("inf"), float("inf")) if c is None else c
+
+
+# Boundary probes per profile.  The cost of a probe grows with the probed size only (the other dims stay small and
+# the oracle evaluates a sample of lanes); only T is expensive: at T = 4097 the mpmath oracle takes ~1 s per lane, and
+# the slowest built-in forms (python-loop tiled attention forms, chunk forms, the Triton interpreter) take seconds
+# to minutes (forgetting-attention/tiled-7x5: ~3 s at T = 513, ~3 min at 4097).  ci therefore probes T fully up to
+# 129 (attention: 65) and then only the one-past edges 2^k + 1 up to 257 (past 256) and, for attention, 513 (keys past
+# 512); H, K, V (attention's oracle is quadratic in T and linear in K, V) fully up to 9, 65, 65 then one-past edges;
+# dev goes to 1025; gpu and fuzz probe every boundary up to 4097.  B, D, N are probed in full at every profile.
+# ``probe_budget_s`` (per target: 3/4 for boundary-probes, 1/4 for gradients-probe) leaves out the probes predicted
+# to overrun it, and says so (rnnconf.properties.probes); it stays below twice `rnnconf check`'s default time box of
+# 10 s per property, at which an example still running is stopped.  ci 8 s, dev 10 s, gpu and fuzz 15 s.
+_CI_PROBES = {"T": (129, 257), "attention.T": (65, 513), "H": (9, 32), "K": (65, 256), "V": (65, 256)}
+_DEV_PROBES = {"T": (513, 1025), "attention.T": (257, 1025)}
 
 PROFILES = {
     # N: DeltaProduct's sub-steps per token (T·N sub-steps per sequence)
     # H, K, V: attention specs (quadratic oracles), kept small on the CPU tier
     "ci": Profile("ci", 10, True, {"T": 70, "D": 40, "B": 3, "H": 2, "K": 16, "V": 16,
                                    "attention.T": 40, "attention.B": 2, "matrix.T": 32, "matrix.B": 2,
-                                   "N": 3}),
+                                   "N": 3}, probe_caps=_CI_PROBES, probe_budget_s=8.0),
     "dev": Profile("dev", 30, False, {"T": 130, "D": 64, "B": 4, "H": 3, "K": 32, "V": 32, "attention.T": 80,
                                       "matrix.T": 64, "N": 4},
-                   database=True),
+                   database=True, probe_caps=_DEV_PROBES, probe_budget_s=10.0),
     "gpu": Profile("gpu", 60, False, {"T": 520, "D": 96, "B": 4, "H": 4, "K": 64, "V": 64}, device="cuda",
-                   database=True),
+                   database=True, probe_budget_s=15.0),
     "fuzz": Profile("fuzz", 100_000, False, {"T": 1100, "D": 130, "B": 5, "H": 4, "K": 64, "V": 64},
-                    database=True),
+                    database=True, probe_budget_s=15.0),
 }
 
 

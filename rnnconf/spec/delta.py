@@ -38,7 +38,7 @@ import math
 
 import torch
 
-from .base import Arg, Dim, Invariant, Output, Spec, register
+from .base import Arg, Dim, Invariant, Output, Spec, pow2_boundaries, register
 from .domains import Domain, log_gate, real
 from .errors import ErrorModel, unit_roundoff
 
@@ -50,12 +50,13 @@ def l2norm_coefficient(K: int, dtype: torch.dtype, u_acc: float) -> float:
     """c_n: the relative error of a normalised row, in units of u_acc (module docstring, NORMALISATION MODE)."""
     return K / 2 + 3 + unit_roundoff(dtype) / u_acc
 
-DELTA_DIMS = {
-    "B": Dim("B", 1, 8, edges=(1,), doc="batch"),
-    "T": Dim("T", 1, 16384, edges=(1, 2, 3, 17, 31, 63, 64, 65), doc="sequence length"),
-    "H": Dim("H", 1, 32, edges=(1,), doc="heads"),
-    "K": Dim("K", 1, 256, edges=(1, 2, 16), doc="key dim"),
-    "V": Dim("V", 1, 256, edges=(1, 16), doc="value dim"),
+DELTA_DIMS = {  # boundaries: the boundary probes' sizes (rnnconf.properties.probes), within each range
+    "B": Dim("B", 1, 8, edges=(1,), doc="batch", boundaries=pow2_boundaries(4, 8)),
+    "T": Dim("T", 1, 16384, edges=(1, 2, 3, 17, 31, 63, 64, 65), doc="sequence length",
+             boundaries=pow2_boundaries(16, 4097)),
+    "H": Dim("H", 1, 32, edges=(1,), doc="heads", boundaries=pow2_boundaries(4, 32)),
+    "K": Dim("K", 1, 256, edges=(1, 2, 16), doc="key dim", boundaries=pow2_boundaries(16, 256)),
+    "V": Dim("V", 1, 256, edges=(1, 16), doc="value dim", boundaries=pow2_boundaries(16, 256)),
 }
 
 BETA = Domain("beta", lo=0.0, hi=2.0, center=1.0, scale=0.6, law="uniform", edges=(0.0, 1.0, 2.0, 1.0 - 2.0**-10,
@@ -111,6 +112,17 @@ def chunk_condition(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor | None,
 QK_L2NORM_INVARIANT = Invariant(
     "delta-qk-l2norm", "use_qk_l2norm_in_kernel=True: the op on raw q, k equals the op on q̂ = q/√(Σq² + ε), "
     "k̂ = k/√(Σk² + ε), ε = 1e-6, row by row (normalisation in high precision by the oracle)")
+QK_L2NORM_GRAD_INVARIANT = Invariant(
+    "delta-qk-l2norm-gradients", "use_qk_l2norm_in_kernel=True: gradients through the normalisation agree with "
+    "float64 autograd of the reference form in the same mode, within the gradient model carried back through "
+    "dx = r(dx̂ − x̂(x̂·dx̂)), r = 1/√(Σx² + ε)")
+# observed through the state: v ≡ 0 leaves S_T = (Π A_t) S_0, whose norm the spectrum bounds
+NORM_INVARIANTS = (
+    Invariant("delta-nonexpansive", "v ≡ 0: ‖S_T‖_F ≤ Π_t α_t‖A_t‖₂ ‖S_0‖_F (≤ ‖S_0‖_F for unit keys and "
+              "β ∈ [0, 2]): the transitions never amplify the state"),
+    Invariant("delta-orthogonal", "v ≡ 0, β ≡ 2, g ≡ 0: every transition is a product of Householder reflections, "
+              "so ‖S_T‖_F = ‖S_0‖_F (within the bound in floats)"),
+)
 
 
 def _make(spec_id, title, paper, gated):
@@ -128,10 +140,13 @@ def _make(spec_id, title, paper, gated):
         invariants=(
             Invariant("delta-spectrum", "every transition α_t(I − β_t k_t k_tᵀ) has eigenvalues in [−1, 1] for "
                       "β ∈ [0, 2] and unit keys ([0, 1] for β ∈ [0, 1]); ‖α_t A_t‖₂ ≤ α_t ≤ 1; det A_t = "
-                      "1 − β_t‖k_t‖²; β = 2 ⇒ A_t orthogonal (checked in float64 on the exact inputs)"),
+                      "1 − β_t‖k_t‖²; β = 2 ⇒ A_t orthogonal (checked in float64 on the exact inputs by the oracle, "
+                      "on every example)", checked_by="rnnconf/spec/delta.py::spectral_check"),
+            *NORM_INVARIANTS,
             Invariant("delta-retrieval", "β_t = 1 with a unit key: S_tᵀ k_t = v_t (exact retrieval of the value just "
                       "written), gated or not"),
             QK_L2NORM_INVARIANT,
+            QK_L2NORM_GRAD_INVARIANT,
         ),
         error_model=DELTA_ERROR,
         extra={"family": "matrix", "reference_form": "sequential", "independent_axes": ("B", "H"),
@@ -168,7 +183,7 @@ def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, trait
     don = do.double().norm(dim=-1)
     kap = torch.ones(B, T, H, dtype=torch.float64)
     if traits is not None and traits.chunk_size and T:
-        kap = 1 + traits.chunk_size * chunk_condition(k, beta, g, traits.chunk_size)
+        kap = 1 + min(T, traits.chunk_size) * chunk_condition(k, beta, g, traits.chunk_size)
     rho = al * torch.maximum(torch.ones_like(beta), (1 - beta * kn**2).abs())
     S = h0.double() if h0 is not None else torch.zeros(B, H, K, V, dtype=torch.float64)
     Sn_prev, Sn, un, E_prev, E = [], [], [], [], []
@@ -222,7 +237,7 @@ def delta_grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, trait
             # whose pieces (query read e^{G_i}, decays Γ, the carry e^{G_C − G_i}) cancel — charge their magnitudes
             piece = L * (Sp + Sc) * (1 + b * kn**2) + qn * don * Sc
             rev = torch.zeros_like(piece)
-            C = traits.chunk_size
+            C = min(T, traits.chunk_size)
             for c0 in range(0, T, C):
                 blk = piece[:, c0:c0 + C]
                 rev[:, c0:c0 + C] = torch.flip(torch.cumsum(torch.flip(blk, [1]), 1), [1])

@@ -23,11 +23,21 @@ from __future__ import annotations
 
 import torch
 
-from .base import Arg, Dim, Invariant, Output, Spec, register
-from .delta import BETA, DELTA_DIMS, DELTA_ERROR, QK_L2NORM_INVARIANT, chunk_condition, delta_grad_magnitudes
+from .base import Arg, Dim, Invariant, Output, Spec, pow2_boundaries, register
+from .delta import (
+    BETA,
+    DELTA_DIMS,
+    DELTA_ERROR,
+    NORM_INVARIANTS,
+    QK_L2NORM_GRAD_INVARIANT,
+    QK_L2NORM_INVARIANT,
+    chunk_condition,
+    delta_grad_magnitudes,
+)
 from .domains import Domain, log_gate, real
 
-DP_DIMS = {**DELTA_DIMS, "N": Dim("N", 1, 8, edges=(1, 2, 3), doc="Householder sub-steps per token (n_h)")}
+DP_DIMS = {**DELTA_DIMS, "N": Dim("N", 1, 8, edges=(1, 2, 3), doc="Householder sub-steps per token (n_h)",
+                                  boundaries=pow2_boundaries(4, 8))}
 
 
 def spread(x: torch.Tensor, n_h: int, j: int) -> torch.Tensor:
@@ -84,13 +94,16 @@ DELTA_PRODUCT = register(Spec(
     invariants=(
         Invariant("delta-spectrum", "A_t = H_{t,n_h}⋯H_{t,1}: ‖A_t‖₂ ≤ 1 and every eigenvalue in the unit disk for "
                   "unit keys and β ∈ [0, 2] (real, in [−1, 1], only for n_h = 1); det A_t = Π_j(1 − β_j‖k_j‖²); "
-                  "rank(A_t − I) ≤ n_h; β ≡ 2 ⇒ A_t orthogonal — checked by the oracle on every example"),
+                  "rank(A_t − I) ≤ n_h; β ≡ 2 ⇒ A_t orthogonal — checked by the oracle on every example",
+                  checked_by="rnnconf/spec/delta.py::spectral_check"),
+        *NORM_INVARIANTS,
         Invariant("dp-interleaved", "equals gated-delta-rule on the interleaved sequence (gate at sub-step 0, query "
                   "at the last), every n_h-th output"),
         Invariant("dp-nh1", "n_h = 1 is the gated delta rule"),
         Invariant("dp-ungated", "g ≡ 0 is the delta rule on the interleaved sequence"),
         Invariant("delta-retrieval", "β = 1 at a token's last sub-step with a unit key: S_tᵀ k = v"),
         QK_L2NORM_INVARIANT,
+        QK_L2NORM_GRAD_INVARIANT,
     ),
     error_model=DELTA_ERROR,
     extra={"family": "matrix", "reference_form": "sequential", "independent_axes": ("B", "H"), "unit_rows": ("k",),

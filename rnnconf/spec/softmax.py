@@ -32,15 +32,18 @@ import math
 
 import torch
 
-from .base import Dim
+from .base import Dim, pow2_boundaries
 from .errors import ErrorModel
 
+# ``boundaries``: the boundary probes' sizes (rnnconf.properties.probes), within each range (K, V ≤ 256: the head
+# dims fla's attention kernels accept, so 257 is not probed)
 ATTENTION_DIMS = {
-    "B": Dim("B", 1, 8, edges=(1,), doc="batch"),
-    "T": Dim("T", 1, 16384, edges=(1, 2, 3, 17, 31, 63, 64, 65, 127, 128, 129), doc="sequence length"),
-    "H": Dim("H", 1, 32, edges=(1,), doc="heads"),
-    "K": Dim("K", 1, 256, edges=(1, 16, 64), doc="query/key head dim"),
-    "V": Dim("V", 1, 256, edges=(1, 16, 64), doc="value head dim"),
+    "B": Dim("B", 1, 8, edges=(1,), doc="batch", boundaries=pow2_boundaries(4, 8)),
+    "T": Dim("T", 1, 16384, edges=(1, 2, 3, 17, 31, 63, 64, 65, 127, 128, 129), doc="sequence length",
+             boundaries=pow2_boundaries(16, 4097)),
+    "H": Dim("H", 1, 32, edges=(1,), doc="heads", boundaries=pow2_boundaries(4, 32)),
+    "K": Dim("K", 1, 256, edges=(1, 16, 64), doc="query/key head dim", boundaries=pow2_boundaries(16, 256)),
+    "V": Dim("V", 1, 256, edges=(1, 16, 64), doc="value head dim", boundaries=pow2_boundaries(16, 256)),
 }
 
 ATTENTION_ERROR = ErrorModel(c_step=2.0, c_log=4.0, c_out=3.0, doc=__doc__.split("ERROR MODEL.")[1].strip())

@@ -27,7 +27,6 @@ import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 from hypothesis import Phase  # noqa: E402
 
-import rnnconf.properties.invariants  # noqa: E402,F401  (registers the invariant properties into PROPERTIES)
 from rnnconf.impls._common import compute_dtype, varlen_by_split  # noqa: E402
 from rnnconf.kernels._backend import kernel_device  # noqa: E402
 from rnnconf.kernels.hgrn import FUSED, DiagForm, diag_apply, exp_, seq_bounds, upcast  # noqa: E402
@@ -504,6 +503,9 @@ def _bugs() -> list[PlantedBug]:
     from planted_aaren import aaren_bugs
 
     aaren_bugs(add)
+    from planted_probes import probe_bugs
+
+    probe_bugs(add)
     return B
 
 

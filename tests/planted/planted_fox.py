@@ -125,7 +125,7 @@ def fox_bugs(add) -> None:
         "c = cumsum(g) accumulated in the input dtype (float16): c_i − c_j cancels catastrophically at long T with "
         "strong decay", "brief: cumsum-difference cancellation; models-1.md §3 (official kernel wants g in float32)")
     add("acp-wrong-corner", f"{acp}/tiled-16x16", "planted-acp-wrong-corner", _tiled("acp-wrong-corner", acp=True),
-        {"acp-pruned-mass"}, "ACP judges a tile by its bottom-left corner (smallest D) instead of the top-right",
+        {"acp-output-bound"}, "ACP judges a tile by its bottom-left corner (smallest D) instead of the top-right",
         "brief: ACP pruning from the wrong corner (models-1.md §4 block rule)")
     add("acp-no-lnN", f"{acp}/tiled-16x16", "planted-acp-no-lnN", _tiled("acp-no-lnN", acp=True),
         {"acp-pruned-mass"}, "ACP threshold δ = −2U + ln ε, without the ln N term",

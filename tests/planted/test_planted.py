@@ -21,8 +21,8 @@ import pytest
 import torch
 from planted_bugs import BUGS, PlantedBug, run_base_control, run_bug
 
-from rnnconf.properties import PROPERTIES
-from rnnconf.registry import builtin_forms, get_form
+from rnnconf.properties import PROPERTIES, properties_for
+from rnnconf.registry import builtin_forms, get_form, get_spec
 from rnnconf.spec.targets import _FORMS
 
 # the classes the brief requires, by key
@@ -30,6 +30,9 @@ REQUIRED_CLASSES = {
     1: "chunk-boundary", 2: "initial-state-ignored", 3: "final-state-off-by-one", 4: "future-leak",
     5: "nan-masked-multiply", 6: "bf16-accumulation", 7: "gate-clamp", 8: "cross-batch-leak", 9: "block-32",
     10: "reversed-combine", 11: "log-g-h0", 12: "triton-partial-block",
+    # issue 13: past a kernel boundary or a layout assumption (tests/planted/planted_probes.py)
+    13: "block-64-index", 14: "state-reset-256", 15: "gate-dropped-512", 16: "raw-storage-contiguous",
+    17: "tail-oob-64", 18: "grid-overflow-65535",
 }
 
 
@@ -87,6 +90,8 @@ def test_catalogue():
         if b.key not in ("reversed-combine", "wrong-coef-combine", "aaren-no-identity-guard", "aaren-w-not-rescaled"):
             assert t.combine is base.combine, f"{t.id}: combine differs from {b.base}'s"
         assert b.expect and b.expect <= set(PROPERTIES), f"{b.key}: unknown expected property {b.expect}"
+        mine = {p.name for p in properties_for(get_spec(t.spec_id), t)}
+        assert b.expect <= mine, f"{b.key}: expects {b.expect - mine}, which do not concern spec {t.spec_id}"
         assert b.anchor and b.what
     # class 10: the reversed combine is the target's combine, and it differs from the spec's
     rc = next(b for b in BUGS if b.key == "reversed-combine").target.combine
