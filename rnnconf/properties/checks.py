@@ -1,4 +1,6 @@
-"""Generic properties: each applies to any target implementing a spec (a built-in form or a third party's kernel).
+"""Generic properties: each applies to any target implementing a spec (a built-in form or a third party's kernel)
+whose structure has what it needs — ``concerns(spec)`` (state, causality, varlen, independent axes, a gradient
+model); ``requires``/``applies`` name the target declarations that exclude it (see :mod:`.registry`).
 
 A :class:`Property` has two halves so that a failing example can be saved and replayed on its own:
 ``draw(ctx) -> example`` (labelled Hypothesis draws, realised into float64 tensors) and
@@ -6,7 +8,6 @@ A :class:`Property` has two halves so that a failing example can be saved and re
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -14,50 +15,11 @@ from hypothesis import strategies as st
 
 from ..spec import diagonal
 from ..spec.base import time_axis
+from ..spec.errors import saved_u, tiny, unit_roundoff
 from . import strategies as S
 from .calling import PropertyFailure, call_target
 from .context import Ctx
-
-
-@dataclass(frozen=True)
-class Property:
-    name: str
-    doc: str
-    draw: Callable
-    check: Callable
-    requires: frozenset = frozenset()  # target features needed
-    all_dtypes: bool = False  # judged per dtype; otherwise once, in the target's primary dtype
-    applies: Callable | None = None  # (spec, target) -> reason it does not apply, or None
-    unjudgeable: Callable | None = None  # (spec, target) -> reason it applies but cannot be judged (a skip)
-    required: bool = True
-    tags: tuple = field(default_factory=tuple)
-
-    def not_applicable(self, spec, target) -> str | None:
-        """Why the property does not concern this target: the spec first (a family invariant of another family),
-        then the features the target declares."""
-        if self.applies is not None and (why := self.applies(spec, target)):
-            return why
-        missing = [f for f in self.requires if f not in target.supports]
-        if missing:
-            return f"target does not support {', '.join(sorted(missing))}"
-        return None
-
-
-PROPERTIES: dict[str, Property] = {}
-
-
-def only_for(*spec_ids):
-    """``applies`` of a family invariant: it concerns these specs only."""
-    return lambda s, t: None if s.id in spec_ids else f"invariant of {', '.join(spec_ids)} only"
-
-
-def prop(name, doc, **kw):
-    def deco(fn_pair):
-        draw, check = fn_pair()
-        PROPERTIES[name] = Property(name, doc, draw, check, **kw)
-        return fn_pair
-
-    return deco
+from .registry import PROPERTIES, Property, prop, properties_for, register  # noqa: F401  (re-exported)
 
 
 def _t_axis(spec, out="o"):
@@ -155,11 +117,11 @@ def _time_mask(t0):
     return where
 
 
-def _causal_spec(spec, target):
+def _causal_spec(spec):
     return None if spec.extra.get("causal", True) else f"spec {spec.id} is not causal: {spec.notes.split(':')[0]}"
 
 
-@prop("causality-perturb", "perturbing inputs after t leaves outputs up to t bitwise unchanged", applies=_causal_spec)
+@prop("causality-perturb", "perturbing inputs after t leaves outputs up to t bitwise unchanged", concerns=_causal_spec)
 def _causal_perturb():
     def draw(ctx: Ctx):
         ex = ctx.draw_inputs(ctx.draw_dims(bounds={"T": (2, None)}))
@@ -170,8 +132,10 @@ def _causal_perturb():
 
     def check(ctx: Ctx, ex):
         base = ctx.call(ex["inputs"], ex["initial_state"])
+        ctx.expect_finite(base, ex["inputs"], ex["initial_state"])  # bitwise equal NaNs are no pass
         pert = _perturbed(ctx, ex["inputs"], ex["seed"], _time_mask(ex["t0"]))
         other = ctx.call(pert, ex["initial_state"])
+        ctx.expect_finite(other, pert, ex["initial_state"], what="(perturbed) ")
         ax = _t_axis(ctx.spec)
         for name in _seq_outputs(ctx.spec):
             n = ex["t0"] + 1
@@ -182,7 +146,7 @@ def _causal_perturb():
     return draw, check
 
 
-@prop("causality-nan", "NaN/Inf placed in inputs after t never reaches outputs up to t", applies=_causal_spec)
+@prop("causality-nan", "NaN/Inf placed in inputs after t never reaches outputs up to t", concerns=_causal_spec)
 def _causal_nan():
     def draw(ctx: Ctx):
         ex = ctx.draw_inputs(ctx.draw_dims(bounds={"T": (2, None)}))
@@ -192,6 +156,8 @@ def _causal_nan():
 
     def check(ctx: Ctx, ex):
         base = ctx.call(ex["inputs"], ex["initial_state"])
+        # the poisoned call's outputs after t0 may be NaN; up to t0 they must equal these, which must be finite
+        ctx.expect_finite(base, ex["inputs"], ex["initial_state"])
         pois = _perturbed(ctx, ex["inputs"], 0, _time_mask(ex["t0"]), fill=ex["poison"])
         other = ctx.call(pois, ex["initial_state"])
         ax = _t_axis(ctx.spec)
@@ -205,7 +171,7 @@ def _causal_nan():
 
 
 @prop("state-carry", "run(x[:τ]) then run(x[τ:], its final state) equals the oracle's run(x), for every τ",
-      requires=frozenset({"initial_state", "final_state"}), applies=lambda s, t: None if s.has_state else "stateless")
+      requires=frozenset({"initial_state", "final_state"}), concerns=lambda s: None if s.has_state else "stateless")
 def _carry():
     def draw(ctx: Ctx):
         return ctx.draw_inputs(ctx.draw_dims(bounds={"T": (2, 16)}), with_state=True)
@@ -251,7 +217,10 @@ def _independence(axis: str):
             return idx.view(shape).expand_as(v)
 
         base = ctx.call(ex["inputs"], ex["initial_state"])
-        other = ctx.call(_perturbed(ctx, ex["inputs"], ex["seed"], where), ex["initial_state"])
+        ctx.expect_finite(base, ex["inputs"], ex["initial_state"])  # bitwise equal NaNs are no pass
+        pert = _perturbed(ctx, ex["inputs"], ex["seed"], where)
+        other = ctx.call(pert, ex["initial_state"])
+        ctx.expect_finite(other, pert, ex["initial_state"], what="(perturbed) ")
         for o in ctx.spec.outputs:
             if o.name in base.outputs and axis in o.shape:
                 ax = o.shape.index(axis)
@@ -263,15 +232,16 @@ def _independence(axis: str):
 
 
 for _axis, _what in (("B", "batch"), ("D", "channel"), ("H", "head")):
-    PROPERTIES[f"{_what}-independence"] = Property(
+    register(Property(
         f"{_what}-independence", f"perturbing every other {_what} ({_axis}) leaves this one's outputs bitwise "
         f"unchanged", *_independence(_axis),
-        applies=(lambda a: lambda s, t: None if a in s.extra.get("independent_axes", ("B",))
-                 else f"spec has no independent {a} axis")(_axis))
+        concerns=(lambda a: lambda s: None if a in s.extra.get("independent_axes", ("B",))
+                  else f"spec has no independent {a} axis")(_axis)))
 
 
 @prop("varlen", "packed sequences (cu_seqlens, lengths including 0 and 1) agree with the oracle run per sequence; "
-      "cu_seqlens is not modified", requires=frozenset({"varlen"}))
+      "cu_seqlens is not modified", requires=frozenset({"varlen"}),
+      concerns=lambda s: None if s.supports_varlen else f"spec {s.id} has no varlen form")
 def _varlen():
     def draw(ctx: Ctx):
         cap = ctx.profile.cap("T", 40, ctx.spec.extra.get("family"))
@@ -314,6 +284,7 @@ def _determinism():
 
     def check(ctx: Ctx, ex):
         a = ctx.call(ex["inputs"], ex["initial_state"])
+        ctx.expect_finite(a, ex["inputs"], ex["initial_state"])  # bitwise equal NaNs are no pass
         b = ctx.call(ex["inputs"], ex["initial_state"])
         for name in a.outputs:
             ctx.expect_equal(f"{name} on repeat", b.outputs[name], a.outputs[name], b.desc)
@@ -336,7 +307,7 @@ def _grad_magnitudes(spec, target, inputs, h0, do, dht):
     return fn(inputs, h0, do, dht, cumsum=cumsum, **kw)
 
 
-def _grads_applicable(spec, target):
+def _grads_applicable(spec):
     if spec.extra.get("family") != "diagonal" and "grad_magnitudes" not in spec.extra:
         return "spec states no gradient error model"
     if "reference_form" not in spec.extra:
@@ -346,25 +317,20 @@ def _grads_applicable(spec, target):
 
 @prop("gradients", "gradients of every differentiable input and the initial state agree with float64 autograd of "
       "the spec's reference form (itself gradchecked) within the derived bound", all_dtypes=True,
-      requires=frozenset({"grad"}), unjudgeable=_grads_applicable)
+      requires=frozenset({"grad"}), concerns=_grads_applicable)
 def _gradients():
+    """Bound per gradient element: the spec's model at the target's traits, plus the reference's own, plus — for a
+    target whose backward re-reads activations saved rounded (``Traits.saves``) — u_s·mag.
+
+    Derivation of the saved term: the backward computes each gradient as a sum of products of exactly representable
+    factors (inputs, upstream gradients, adjoints recomputed from them) and saved activations; every adjoint formula
+    of the specs here has at most one saved activation per summand (diagonal: h_{t−1} in λ_t·∂a_t·h_{t−1}; delta
+    rule: S_{t−1} or u_t = S_{t−1}ᵀk_t; attention: o_i in Δ_i = do_i·o_i).  A value stored in dtype s and re-read
+    is v(1 + δ), |δ| ≤ u_s — an input perturbation of the backward — so to first order it moves each summand by at
+    most u_s·|summand|, and the gradient by at most u_s·Σ|summands| ≤ u_s·mag, mag being the gradient's magnitude
+    shadow (which bounds Σ|summands|); ×(1 + u_out) for the final rounding, as for every other term."""
     def draw(ctx: Ctx):
-        ex = ctx.draw_inputs(ctx.draw_dims(bounds={"T": (1, 40)}))
-        dims = ex["dims"]
-        cplx = any(o.dtype == "complex" for o in ctx.spec.outputs)
-
-        def upstream(name, shape):
-            seed = ctx.draw(st.integers(0, 2**31 - 1), f"{name}.seed")
-            re = S.round_to(S.realize(S.Domain(name), shape, seed, 1.0, 0.0, ()), ctx.dtype)
-            if not cplx:
-                return re
-            return torch.complex(re, S.round_to(S.realize(S.Domain(name), shape, seed + 1, 1.0, 0.0, ()), ctx.dtype))
-
-        ex["do"] = upstream("do", S.shape_of(ctx.spec.outputs[0].shape, dims))
-        ex["dht"] = None
-        if ctx.final_state and ctx.draw(st.booleans(), "final-state gradient"):
-            ex["dht"] = upstream("dht", S.shape_of(ctx.spec.state_arg.shape, dims))
-        return ex
+        return draw_upstream(ctx, ctx.draw_inputs(ctx.draw_dims(bounds={"T": (1, 40)})))
 
     def check(ctx: Ctx, ex):
         from ..registry import get_form
@@ -392,6 +358,10 @@ def _gradients():
             lv = res.logvalue.get("o")
             if lv is not None and lv.numel():
                 log_mass = float(torch.where(res.mag["o"] > 0, lv / res.mag["o"], torch.zeros_like(lv)).max())
+        # gate partials below tiny are absolutely accurate only, and their cofactor can be ≫ 1: a floor of
+        # c_step·tiny·Λ(1 + m_{t−1} + |v_t|) per summand (rnnconf.spec.diagonal.underflow_cofactors)
+        cof = diagonal.underflow_cofactors(spec.extra["coeffs"], ex["inputs"], ex["initial_state"], ex["do"],
+                                           ex["dht"]) if spec.extra.get("family") == "diagonal" else None
         worst = 0.0
         for name, g_obs in tg.items():
             g_ref = rg[name]
@@ -406,14 +376,48 @@ def _gradients():
             b = spec.error_model.bound(steps, mag, lm, ctx.dtype, ctx.target.traits, cond=cond)
             b = b + spec.error_model.bound(steps, mag, lm, torch.float64, ref_target.traits,
                                            cond=ref_cond)  # the reference's own
+            u_s = saved_u(ctx.dtype, ctx.target.traits)
+            if u_s:  # activations the backward re-reads rounded to Traits.saves (see the docstring)
+                b = b + u_s * mag * (1 + unit_roundoff(ctx.dtype))
             if log_mass is not None:
                 b = b + spec.error_model.accumulate_u(ctx.dtype, ctx.target.traits) * spec.error_model.c_log \
                     * log_mass * mag
+            if cof is not None:
+                b = b + spec.error_model.c_step * _tiny_acc(ctx.dtype, ctx.target.traits) * (
+                    cof if name != "initial_state" else cof[:, 0])
             worst = max(worst, ctx.expect_close(f"d{name}", g_obs, g_ref, b, f"backward of {tcall.desc}",
                                                 source=f"float64 autograd of {ref_target.id}"))
         return worst
 
     return draw, check
+
+
+def _tiny_acc(dtype, traits) -> float:
+    """Smallest normal number of the precision a form computes in (``Traits.accumulate``, as ``accumulate_u``)."""
+    t = tiny(dtype)
+    if traits.accumulate not in (None, "input") and hasattr(torch, str(traits.accumulate)):
+        t = min(t, tiny(getattr(torch, traits.accumulate)))
+    return t
+
+
+def draw_upstream(ctx: Ctx, ex: dict, prefix: str = "") -> dict:
+    """Add the upstream gradients of a gradients example to ``ex`` (drawn inputs): ``do`` and, when the target
+    returns a final state and the draw says so, ``dht`` (complex for complex outputs)."""
+    dims = ex["dims"]
+    cplx = any(o.dtype == "complex" for o in ctx.spec.outputs)
+
+    def upstream(name, shape):
+        seed = ctx.draw(st.integers(0, 2**31 - 1), f"{prefix}{name}.seed")
+        re = S.round_to(S.realize(S.Domain(name), shape, seed, 1.0, 0.0, ()), ctx.dtype)
+        if not cplx:
+            return re
+        return torch.complex(re, S.round_to(S.realize(S.Domain(name), shape, seed + 1, 1.0, 0.0, ()), ctx.dtype))
+
+    ex["do"] = upstream("do", S.shape_of(ctx.spec.outputs[0].shape, dims))
+    ex["dht"] = None
+    if ctx.final_state and ctx.draw(st.booleans(), f"{prefix}final-state gradient"):
+        ex["dht"] = upstream("dht", S.shape_of(ctx.spec.state_arg.shape, dims))
+    return ex
 
 
 def both_grads(name, g_obs, g_ref, desc) -> bool:
@@ -452,8 +456,8 @@ def _backward(call, ex, names, dtype, device):
 # ---- combine operator -----------------------------------------------------------------------------------------
 @prop("combine-associative", "the scan's combine operator computes the spec's combine (a₁a₂, a₂b₁ + b₂), checked "
       "in float64, and is associative: (p∘q)∘r = p∘(q∘r) within the bound",
-      applies=lambda s, t: ("target exposes no combine operator" if t.combine is None else None if
-                            s.extra.get("family") == "diagonal" else "the (a, b) combine of diagonal recurrences only"))
+      concerns=lambda s: None if s.extra.get("family") == "diagonal" else "the (a, b) combine of diagonal recurrences",
+      applies=lambda s, t: "target exposes no combine operator" if t.combine is None else None)
 def _assoc():
     def draw(ctx: Ctx):
         shape = (ctx.draw(st.integers(1, 64), "n"),)
@@ -489,14 +493,8 @@ def _assoc():
         for what, l, r, m in (("a", left[0], right[0], mag_a), ("b", left[1], right[1], mag_b)):
             bnd = 2 * em.bound(steps, m, None, ctx.dtype, ctx.target.traits)
             worst = max(worst, ctx.expect_close(f"(p∘q)∘r vs p∘(q∘r), {what}", l.double(), r.double(), bnd,
-                                                f"{ctx.target.id}.combine"))
+                                                f"{ctx.target.id}.combine", against_oracle=False))
         return worst
 
     return draw, check
 
-
-def properties_for(spec, target) -> list[Property]:
-    """Every property; callers ask each one whether it applies."""
-    from . import invariants  # noqa: F401  (registers the spec-specific invariant properties)
-
-    return list(PROPERTIES.values())

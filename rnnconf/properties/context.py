@@ -5,6 +5,7 @@ declared traits.  Failure messages say what was expected, what came back, by how
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -25,7 +26,12 @@ class Ctx:
     profile: Profile
     data: object = None  # hypothesis `data` while drawing; None while replaying a saved example
     worst: float = 0.0  # largest observed error / bound seen in this example
+    worst_err: float = 0.0  # |err| and bound at the element of that worst ratio
+    worst_bound: float = 0.0
+    capture: str | None = None  # re-running for the baseline (see .classify): the label whose observed is wanted
+    measured: bool = False  # whether any error was measured against a bound (a structural check measures none)
     notes: list = field(default_factory=list)
+    summary: str = ""  # what a passing example ran, stated on the verdict (boundary probes: probes per dim)
 
     # ---- drawing -------------------------------------------------------------------------------------------
     def draw(self, strategy, label: str):
@@ -96,10 +102,16 @@ class Ctx:
         return b if slack is None else b + slack
 
     def expect_close(self, what: str, observed: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor,
-                     call_desc: str, source: str | None = None) -> float:
+                     call_desc: str, source: str | None = None, against_oracle: bool = True) -> float:
         """Elementwise |observed − expected| ≤ bound; returns the worst ratio, raises PropertyFailure otherwise.
 
-        Elements whose exact value is not representable in the dtype (|expected| > finfo.max) are not judged."""
+        Elements whose exact value is not representable in the dtype (|expected| > finfo.max) are not judged.
+        ``against_oracle=False``: ``expected`` is not an exact value (e.g. the target against itself), so a failure
+        is structural (a ``defect``) and has no same-precision baseline."""
+        if self.capture is not None:  # re-run of the reference form for the baseline: hand over, judge nothing
+            if what == self.capture:
+                raise Captured(observed)
+            return 0.0
         if observed.shape != expected.shape:
             raise PropertyFailure(f"{what}: shape {tuple(observed.shape)} but expected {tuple(expected.shape)} "
                                   f"[{call_desc}]")
@@ -116,23 +128,72 @@ class Ctx:
                                   f"({int(bad_nan.sum())} non-finite elements) [{call_desc}]",
                                   observed=float("inf"), bound=0.0)
         err = (observed - expected).abs()
+        self.measured = True
         err = torch.where(judged, err, torch.zeros_like(err))
         ratio = err / bound
         ratio = torch.where(err == 0, torch.zeros_like(ratio), ratio)
         worst = float(ratio.max())
-        self.worst = max(self.worst, worst)
+        pos = tuple(int(i) for i in (ratio == ratio.max()).nonzero()[0])
+        if worst >= self.worst:
+            self.worst, self.worst_err, self.worst_bound = worst, float(err[pos]), float(bound[pos])
         if worst > 1.0:
-            pos = tuple(int(i) for i in (ratio == ratio.max()).nonzero()[0])
+            numeric = None if not against_oracle else {
+                "what": what, "observed": observed, "expected": expected, "bound": bound, "judged": judged,
+                "pos": pos, "ratio": worst, "dtype": self.dtype}
             raise PropertyFailure(
                 f"{what}{_index(pos)}: expected {_fmt(expected[pos])} ({source or _ORACLE}), got "
                 f"{_fmt(observed[pos])}; |err| = {float(err[pos]):.3g} > bound {float(bound[pos]):.3g} "
                 f"({worst:.3g}× the bound; {str(self.dtype).replace('torch.', '')}, "
                 f"{self.target.traits.describe()}; {int((ratio > 1).sum())} of {ratio.numel()} elements out) "
-                f"[{call_desc}]", observed=float(err[pos]), bound=float(bound[pos]))
+                f"[{call_desc}]", observed=float(err[pos]), bound=float(bound[pos]), numeric=numeric,
+                profile_t=self._profile_t(what, ratio))
         return worst
+
+    def _profile_t(self, what: str, ratio: torch.Tensor) -> list[float] | None:
+        """max err/bound per time step, when ``what`` names a sequence output (or the gradient of a sequence input)
+        whose full time axis is in ``ratio``."""
+        m = re.match(r"(?:\([^)]*\) )?([A-Za-z_]\w*)", what)
+        if m is None:
+            return None
+        shapes = {o.name: o.shape for o in self.spec.outputs}
+        shapes.update({f"d{a.name}": a.shape for a in self.spec.inputs if m.group(1) not in shapes})
+        shape = shapes.get(m.group(1))
+        if shape is None or "T" not in shape or len(shape) != ratio.dim():
+            return None
+        ax = list(shape).index("T")
+        return [float(r) for r in ratio.movedim(ax, 0).reshape(ratio.shape[ax], -1).amax(1)]
+
+    def expect_finite(self, call: Call, inputs: dict, initial_state=None, res=None, what: str = "") -> None:
+        """Non-finite is never a pass: every output of ``call`` must be finite wherever the oracle's exact value is
+        finite and more than its error bound inside ±finfo.max (the rule of :meth:`expect_close`).  For properties
+        that compare a target with itself (bitwise, where NaN equals NaN) or judge only part of what it returned.
+
+        Cheap: the oracle (``res``: a result or a function returning one; by default evaluated on
+        ``inputs``/``initial_state``) is consulted only when some element is non-finite.  Raises PropertyFailure
+        naming the element, the oracle's value and the call."""
+        if self.capture is not None:
+            return
+        bad = {n: ~torch.isfinite(v) for n, v in call.outputs.items()}
+        if not any(bool(m.any()) for m in bad.values()):
+            return
+        res = self.oracle(inputs, initial_state) if res is None else res() if callable(res) else res
+        fmax = torch.finfo(self.dtype).max
+        for name, mask in bad.items():
+            expected = res.values.get(name)
+            if not bool(mask.any()) or expected is None or expected.shape != mask.shape:
+                continue
+            hit = mask & torch.isfinite(expected) & (expected.abs() + self.bound(res, name) < fmax)
+            if bool(hit.any()):
+                pos = tuple(int(i) for i in hit.nonzero()[0])
+                raise PropertyFailure(f"{what}{name}{_index(pos)}: got {_fmt(call.outputs[name][pos])} where the "
+                                      f"oracle gives {_fmt(expected[pos])} ({int(hit.sum())} of {hit.numel()} "
+                                      f"elements non-finite where the oracle is finite) [{call.desc}]",
+                                      observed=float("inf"), bound=0.0)
 
     def expect_equal(self, what: str, a: torch.Tensor, b: torch.Tensor, call_desc: str) -> None:
         """Bitwise equality (NaN equal to NaN)."""
+        if self.capture is not None:
+            return
         same = (a == b) | (torch.isnan(a) & torch.isnan(b))
         if a.shape != b.shape or not bool(same.all()):
             if a.shape != b.shape:
@@ -143,6 +204,14 @@ class Ctx:
 
 
 _ORACLE = f"oracle, {DEFAULT_DPS} digits"
+
+
+class Captured(Exception):
+    """Raised by :meth:`Ctx.expect_close` in capture mode with the observed tensor of the captured label."""
+
+    def __init__(self, observed: torch.Tensor):
+        super().__init__("captured")
+        self.observed = observed
 
 
 def _index(pos) -> str:

@@ -6,22 +6,27 @@ pass) / ``not-applicable`` (the property does not concern this target).
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-from hypothesis import given
+from hypothesis import given, seed
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
 from ..spec.base import Spec
 from ..spec.targets import Target
-from .calling import PropertyFailure, TargetRaised, TargetTimeout
+from .calling import PropertyFailure, TargetRaised, TargetTimeout, collect_dtype_findings
 from .checks import Property
+from .classify import CLASSES, classify_failure, worst_class
 from .context import Ctx
 from .profiles import Profile
 
-STATUSES = ("passed", "failed", "errored", "skipped", "not-applicable")
+STATUSES = ("passed", "failed", "errored", "skipped", "not-applicable", "crashed", "uncallable", "not-run")
+# crashed: the worker process died (segfault, abort, CUDA fault); uncallable: the smoke call failed (one verdict for
+# the whole target); not-run: the target hung in an earlier property.  None of them is ever a pass.
+NOT_OK = ("failed", "errored", "crashed", "uncallable", "not-run")
 
 
 @dataclass
@@ -33,7 +38,7 @@ class Verdict:
     status: str
     reason: str = ""
     examples: int = 0
-    worst_ratio: float = 0.0  # largest observed error / bound over all examples run
+    worst_ratio: float | None = 0.0  # largest observed error / bound over all examples run; None: none measured
     seconds: float = 0.0
     observed: float | None = None
     bound: float | None = None
@@ -41,6 +46,11 @@ class Verdict:
     example: dict | None = field(default=None, repr=False)
     required: bool = True
     internal: bool = False  # errored inside rnnconf rather than inside the target
+    # set for every non-passing judged verdict: "defect" / "precision" / "dtype-contract" (see .classify)
+    failure_class: str | None = None
+    baseline: float | None = None  # the naive same-precision baseline's error at the reported element
+    profile_t: list | None = None  # max err/bound per time step of the failing sequence output
+    findings: list = field(default_factory=list)  # [{"class", "message"}] when a verdict holds several findings
 
     @property
     def ok(self) -> bool:
@@ -93,6 +103,21 @@ def _tensor_summary(v: torch.Tensor) -> dict:
     return {"shape": list(v.shape), "min": float(r.min()), "max": float(r.max())}
 
 
+def example_key(spec: Spec, prop: Property, dtype: torch.dtype, profile: Profile) -> bytes:
+    """What the derandomized examples depend on: (spec, property, dtype, profile) — never the target."""
+    return f"{spec.id}|{prop.name}|{dtype_name(dtype)}|{profile.name}".encode()
+
+
+def example_seed(key: bytes) -> int:
+    """The Hypothesis seed of a derandomized profile: 128 bits of sha256(key)."""
+    return int.from_bytes(hashlib.sha256(key).digest()[:16], "big")
+
+
+def database_key(spec: Spec, prop: Property, target: Target, dtype: torch.dtype, profile: Profile) -> bytes:
+    """Key of the persistent example database: the examples' key plus the target (a saved failure is a target's)."""
+    return hashlib.sha384(example_key(spec, prop, dtype, profile) + b"|" + target.id.encode()).digest()
+
+
 def run_property(prop: Property, spec: Spec, target: Target, dtype: torch.dtype, profile: Profile,
                  max_examples: int | None = None, on_example=None) -> Verdict:
     v = Verdict(prop.name, target.id, spec.id, dtype_name(dtype), "passed", required=prop.required)
@@ -101,7 +126,8 @@ def run_property(prop: Property, spec: Spec, target: Target, dtype: torch.dtype,
         v.status, v.reason = "not-applicable", why
         return v
     if dtype not in target.dtypes:
-        v.status, v.reason = "not-applicable", f"target does not accept {dtype_name(dtype)}"
+        v.status, v.reason = "not-applicable", (f"not claimed: {target.id} claims "
+                                                f"{', '.join(dtype_name(d) for d in target.dtypes)}")
         return v
     why = (prop.unjudgeable and prop.unjudgeable(spec, target)) or target.skip_reason(prop.name, dtype) \
         or dtype_unrunnable(target, dtype, profile.device)
@@ -112,7 +138,9 @@ def run_property(prop: Property, spec: Spec, target: Target, dtype: torch.dtype,
         v.status, v.reason = "skipped", "profile asks for CUDA but no CUDA device is available"
         return v
 
-    state = {"last": None, "n": 0, "worst": 0.0}
+    state = {"last": None, "n": 0, "worst": 0.0, "measured": False, "summary": ""}
+    if max_examples is None and getattr(prop, "examples", None) is not None:
+        max_examples = prop.examples(profile)  # e.g. one boundary-probe sweep per example
 
     @profile.settings(max_examples=max_examples)
     @given(st.data())
@@ -124,16 +152,29 @@ def run_property(prop: Property, spec: Spec, target: Target, dtype: torch.dtype,
         ratio = prop.check(ctx, ex)
         state["n"] += 1
         state["worst"] = max(state["worst"], ratio or 0.0, ctx.worst)
+        state["measured"] = state["measured"] or ctx.measured or bool(ratio)
+        state["summary"] = ctx.summary or state["summary"]
         if on_example:
             on_example(state["n"])
 
-    # one example-database key per (property, target, dtype): saved failures replay where they belong
-    inner.hypothesis.inner_test._hypothesis_internal_add_digest = f"{prop.name}|{target.id}|{dtype}".encode()
+    # the examples are a function of (spec, property, dtype, profile) only, so every library implementing a spec is
+    # judged on the same inputs: a derandomized profile seeds from that key alone (not from the target, nor from the
+    # source of ``inner``, which Hypothesis's derandomize would hash); the example database stays keyed per target
+    # as well, so saved failures replay where they belong
+    key = example_key(spec, prop, dtype, profile)
+    if profile.derandomize:
+        inner = seed(example_seed(key))(inner)
+    inner.hypothesis.inner_test._hypothesis_internal_add_digest = key
+    inner._hypothesis_internal_database_key = database_key(spec, prop, target, dtype, profile)
     t0 = time.perf_counter()
     try:
-        inner()
+        with collect_dtype_findings() as dtype_findings:
+            inner()
     except PropertyFailure as e:
         v.status, v.reason, v.observed, v.bound = "failed", str(e), e.observed, e.bound
+        v.failure_class, note = classify_failure(e, prop.check, Ctx(spec, target, dtype, profile), state["last"])
+        v.reason += note
+        v.baseline, v.profile_t = e.baseline, e.profile_t
     except (TargetRaised, TargetTimeout) as e:
         v.status, v.reason = "errored", str(e)
     except Flaky as e:
@@ -142,11 +183,43 @@ def run_property(prop: Property, spec: Spec, target: Target, dtype: torch.dtype,
         v.status, v.reason = "errored", f"rnnconf internal error ({type(e).__name__}: {e})"
         v.internal = True
     v.seconds = time.perf_counter() - t0
-    v.examples, v.worst_ratio = state["n"], state["worst"]
+    if v.status == "passed" and state["summary"]:
+        v.reason = state["summary"]  # what was run (e.g. boundary probes per dim): a passed verdict states it
+    v.examples, v.worst_ratio = state["n"], (state["worst"] if state["measured"] else None)
+    _add_dtype_findings(v, dtype_findings)
+    if v.status in NOT_OK and v.failure_class is None:
+        v.failure_class = "defect"  # raised, hung, nondeterministic, crashed: structural
     if v.status in ("failed", "errored") and state["last"] is not None:
         v.example = state["last"]
         v.counterexample = describe_example(state["last"])
     return v
+
+
+def _add_dtype_findings(v: Verdict, found: dict) -> None:
+    """A wrong output/state dtype is a dtype-contract finding beside the numeric verdict, which was judged on the
+    output cast to the contract's dtype: both show, and the class is the more severe (see .classify)."""
+    if not found:
+        return
+    msgs = [{"class": "dtype-contract", "message": m} for m in found.values()]
+    if v.status == "passed":
+        v.status, v.failure_class = "failed", "dtype-contract"
+        v.reason = "; ".join(m["message"] for m in msgs) + " (values judged on the cast output: within the bound)"
+        v.findings = msgs
+    elif v.status in NOT_OK:
+        v.findings = msgs + [{"class": v.failure_class or "defect", "message": v.reason}]
+        v.failure_class = worst_class([v.failure_class or "defect", "dtype-contract"])
+        v.reason = "; ".join(m["message"] for m in msgs) + "; and " + v.reason
+
+
+def exit_code(verdicts, fail_on=frozenset(CLASSES)) -> int:
+    """1 if any required verdict is not ok with a class in ``fail_on`` (a non-passing verdict without a class
+    counts as a defect; skipped is not a failure here — the badge keeps it grey), else 0."""
+    fail_on = frozenset(fail_on or CLASSES)
+    for v in verdicts:
+        get = v.get if isinstance(v, dict) else lambda k, d=None: getattr(v, k, d)
+        if get("required", True) and get("status") in NOT_OK and (get("failure_class") or "defect") in fail_on:
+            return 1
+    return 0
 
 
 def replay(prop: Property, spec: Spec, target: Target, dtype: torch.dtype, profile: Profile, example: dict) -> float:

@@ -1,11 +1,12 @@
 """Writing and reading report directories, all-or-nothing.
 
 A report directory holds ``report.json`` (the record), ``report.md``, ``report.html`` and ``badge.svg`` (renderings
-of it).  :func:`write_report` validates the document and renders all four texts *before* touching the directory;
-each is then written to a temporary file in the same directory and moved into place with :func:`os.replace`
-(``report.json`` last).  If anything fails, the files already replaced are rolled back to their previous contents
-(or removed if they did not exist) and every temporary file is deleted, so a failed rewrite never leaves a
-half-written or mixed report, nor leftovers.
+of it), and the ``plot-*.svg`` files report.md links to (when matplotlib is installed).  :func:`write_report`
+validates the document and renders every text *before* touching the directory; each is then written to a temporary
+file in the same directory and moved into place with :func:`os.replace` (``report.json`` last).  If anything
+fails, the files already replaced are rolled back to their previous contents (or removed if they did not exist)
+and every temporary file is deleted, so a failed rewrite never leaves a half-written or mixed report, nor
+leftovers.
 """
 from __future__ import annotations
 
@@ -15,19 +16,27 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from . import plots as _plots
 from . import render as _render
 from .model import ReportValidationError, dumps, validate
 
 FILES = {"md": "report.md", "html": "report.html", "badge": "badge.svg", "json": "report.json"}  # json last
+# besides these, the plots linked from report.md (``plot-*.svg``, :mod:`.plots`): keyed by their file name, written
+# first, and stale ones removed once the new set is in place
+
+
+def _name(k: str) -> str:
+    return FILES.get(k, k)
 
 
 def _render_all(doc: dict, with_json: bool) -> dict[str, str]:
     texts = {"md": _render.to_markdown(doc), "html": _render.to_html(doc), "badge": _render.to_badge_svg(doc)}
+    texts.update(_plots.files(doc))  # none without matplotlib
     if with_json:
         texts["json"] = dumps(doc)
     for k, t in texts.items():
         if not isinstance(t, str):
-            raise TypeError(f"renderer for {FILES[k]} returned {type(t).__name__}, not str")
+            raise TypeError(f"renderer for {_name(k)} returned {type(t).__name__}, not str")
     return texts
 
 
@@ -56,13 +65,13 @@ def _unlink_quiet(p) -> None:
 def _write_all(out_dir: Path, texts: dict[str, str]) -> dict[str, Path]:
     """Replace ``out_dir/FILES[k]`` by ``texts[k]`` for every key, all or nothing (see the module docstring)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    keys = [k for k in FILES if k in texts]
+    keys = [k for k in texts if k not in FILES] + [k for k in FILES if k in texts]
     temps: dict[str, str] = {}
     backups: dict[str, str] = {}
     replaced: list[str] = []
     try:
         for k in keys:
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{FILES[k]}.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{_name(k)}.", suffix=".tmp")
             temps[k] = tmp
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
                 f.write(texts[k])
@@ -70,19 +79,19 @@ def _write_all(out_dir: Path, texts: dict[str, str]) -> dict[str, Path]:
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o644)
         for k in keys:  # keep the previous version of each file until every replacement has succeeded
-            dst = out_dir / FILES[k]
+            dst = out_dir / _name(k)
             if dst.exists():
-                fd, bak = tempfile.mkstemp(dir=out_dir, prefix=f".{FILES[k]}.", suffix=".bak")
+                fd, bak = tempfile.mkstemp(dir=out_dir, prefix=f".{_name(k)}.", suffix=".bak")
                 os.close(fd)
                 backups[k] = bak
                 shutil.copy2(dst, bak)
         for k in keys:
-            os.replace(temps[k], out_dir / FILES[k])
+            os.replace(temps[k], out_dir / _name(k))
             del temps[k]
             replaced.append(k)
     except BaseException:
         for k in reversed(replaced):  # roll back; errors here must not mask the original one
-            dst = out_dir / FILES[k]
+            dst = out_dir / _name(k)
             try:
                 if k in backups:
                     os.replace(backups.pop(k), dst)
@@ -96,13 +105,17 @@ def _write_all(out_dir: Path, texts: dict[str, str]) -> dict[str, Path]:
             _unlink_quiet(tmp)
         for bak in backups.values():
             _unlink_quiet(bak)
+    for stale in out_dir.glob(_plots.FILE_PREFIX + "*.svg"):  # plots of an earlier version of this report
+        if stale.name not in texts:
+            _unlink_quiet(stale)
     _fsync_dir(out_dir)
-    return {k: out_dir / FILES[k] for k in keys}
+    return {k: out_dir / _name(k) for k in keys}
 
 
 def write_report(doc: dict, out_dir) -> dict[str, Path]:
     """Validate ``doc``, render it, and write ``report.json``, ``report.md``, ``report.html`` and ``badge.svg`` into
-    ``out_dir`` (created if needed) atomically.  Returns ``{"json", "md", "html", "badge"} -> Path``.  Raises
+    ``out_dir`` (created if needed) atomically.  Returns ``{"json", "md", "html", "badge"} -> Path``, plus one
+    ``plot-*.svg`` file name -> Path per plot.  Raises
     :class:`~rnnconf.reports.model.ReportValidationError` for an invalid document, or whatever a renderer raised;
     in every failure case the directory is left exactly as it was."""
     validate(doc)

@@ -9,7 +9,9 @@ Badge rule (the one place it is decided — renderers only display it): only *re
 
 * ``R`` = required verdicts that are applicable (status other than ``not-applicable``); ``P`` = those ``passed``.
   The message is ``"P/R"``.
-* ``red`` if any required verdict ``failed`` or ``errored`` (an rnnconf-internal error included: it is never a pass);
+* ``red`` if any required verdict ``failed``, ``errored``, ``crashed``, ``uncallable`` or ``not-run`` (an
+  rnnconf-internal error included: it is never a pass);
+  The message then names the most severe failure class, e.g. ``"25/30 · precision"`` or ``"25/30 · defect"``;
 * otherwise ``lightgrey`` (incomplete) if any required verdict was ``skipped`` or if nothing was judged (``R == 0``);
 * otherwise ``green``.  A skipped verdict never counts as passed, so a skip can never produce a green badge.
 """
@@ -26,9 +28,12 @@ from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 
-SCHEMA_VERSION = "1.0"
-STATUSES = ("passed", "failed", "errored", "skipped", "not-applicable")
+SCHEMA_VERSION = "1.1"  # 1.1: failure classes (failure_class, baseline, profile_t, findings; summary.worst_class)
+READABLE_VERSIONS = ("1.0", "1.1")  # 1.0 documents still validate (every new key is optional)
+STATUSES = ("passed", "failed", "errored", "skipped", "not-applicable", "crashed", "uncallable", "not-run")
+BAD = ("failed", "errored", "crashed", "uncallable", "not-run")  # statuses that make the outcome "fail"
 BADGE_COLORS = ("green", "red", "lightgrey")
+CLASSES = ("defect", "dtype-contract", "precision")  # failure classes, most severe first (properties.classify)
 NONFINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 TOP_LEVEL_KEYS = ("schema_version", "suite", "spec", "target", "environment", "profile", "started", "finished",
                   "duration_s", "verdicts", "summary")
@@ -154,13 +159,17 @@ def collect_environment(device: str) -> dict:
 
 def summarize(verdicts: list[dict], spec_id: str) -> dict:
     """Counts per status and the badge, from verdict dicts (as stored in the report)."""
-    counts = {s: 0 for s in STATUSES}
-    for v in verdicts:
+    counts = {s: 0 for s in STATUSES[:5]}  # crashed / uncallable / not-run are counted only when present, so that
+    for v in verdicts:  # reports written before those statuses existed stay consistent
         counts[v["status"]] = counts.get(v["status"], 0) + 1
     req = [v for v in verdicts if v.get("required", True) and v["status"] != "not-applicable"]
-    by = {s: sum(1 for v in req if v["status"] == s) for s in ("passed", "failed", "errored", "skipped")}
+    by = {s: sum(1 for v in req if v["status"] == s) for s in STATUSES if s != "not-applicable"}
     R, P = len(req), by["passed"]
-    if by["failed"] or by["errored"]:
+    # the most severe failure class among required non-passing verdicts (one without a class counts as a defect);
+    # None when no verdict carries a class (a report written before classes existed keeps its "P/R" badge)
+    classes = [v.get("failure_class") for v in req if v["status"] in BAD]
+    worst = next((c for c in CLASSES if c in [k or "defect" for k in classes]), None) if any(classes) else None
+    if any(by[s] for s in BAD):
         outcome, color = "fail", "red"
     elif by["skipped"] or R == 0:
         outcome, color = "incomplete", "lightgrey"
@@ -174,9 +183,14 @@ def summarize(verdicts: list[dict], spec_id: str) -> dict:
         "required_failed": by["failed"],
         "required_errored": by["errored"],
         "required_skipped": by["skipped"],
+        "required_crashed": by["crashed"],
+        "required_uncallable": by["uncallable"],
+        "required_not_run": by["not-run"],
         "internal_errors": sum(1 for v in verdicts if v["status"] == "errored" and v.get("internal")),
         "outcome": outcome,
-        "badge": {"label": f"rnnconf {spec_id}", "message": f"{P}/{R}", "color": color},
+        "worst_class": worst,
+        "badge": {"label": f"rnnconf {spec_id}", "message": f"{P}/{R}" + (f" · {worst}" if worst else ""),
+                  "color": color},
     }
 
 
@@ -265,8 +279,8 @@ def _minimal_errors(doc) -> list[str]:
     errs = [f"{k}: missing" for k in TOP_LEVEL_KEYS if k not in doc]
     if errs:
         return errs
-    if doc["schema_version"] != SCHEMA_VERSION:
-        errs.append(f"schema_version: {doc['schema_version']!r} is not {SCHEMA_VERSION!r}")
+    if doc["schema_version"] not in READABLE_VERSIONS:
+        errs.append(f"schema_version: {doc['schema_version']!r} is not one of {list(READABLE_VERSIONS)}")
     for k, keys in (("suite", ("name", "version")), ("spec", ("id", "version", "title", "paper", "signature")),
                     ("target", ("name", "kind", "traits")), ("environment", ("python", "torch", "device_name")),
                     ("summary", ("counts", "required_total", "required_passed", "badge"))):

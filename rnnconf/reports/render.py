@@ -1,8 +1,8 @@
 """Rendering a report document: Markdown, one self-contained HTML page, and a shields-style SVG badge.
 
 Renderers only display what the document says (the badge colour and message come from ``doc["summary"]``, decided by
-:func:`rnnconf.reports.model.summarize`).  The HTML page uses inline CSS and inline SVG only: no script, no fonts, no
-remote resource of any kind.
+:func:`rnnconf.reports.model.summarize`).  The HTML page uses inline CSS, inline SVG and ``data:`` images (the
+matplotlib plots of :mod:`.plots`) only: no script, no fonts, no remote resource of any kind.
 """
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ import html
 import json
 import math
 
+from . import plots as _plots
 from .model import as_float
 
-STATUS_ORDER = ("failed", "errored", "skipped", "passed", "not-applicable")
+STATUS_ORDER = ("uncallable", "crashed", "failed", "errored", "not-run", "skipped", "passed", "not-applicable")
+BAD_STATUSES = ("failed", "errored", "crashed", "uncallable", "not-run")
 DTYPE_ORDER = ("float64", "float32", "float16", "bfloat16")
 STATUS_WORD = {"passed": "passed", "failed": "FAILED", "errored": "ERRORED", "skipped": "skipped (not judged)",
-               "not-applicable": "n/a"}
-STATUS_ICON = {"passed": "✅", "failed": "❌", "errored": "💥", "skipped": "⏭️", "not-applicable": "➖"}
+               "not-applicable": "n/a", "crashed": "CRASHED", "uncallable": "UNCALLABLE", "not-run": "not run"}
+STATUS_ICON = {"passed": "✅", "failed": "❌", "errored": "💥", "skipped": "⏭️", "not-applicable": "➖",
+               "crashed": "💀", "uncallable": "🚫", "not-run": "⏸️"}
 BADGE_HEX = {"green": "#4c1", "red": "#e05d44", "lightgrey": "#9f9f9f"}
 DTYPE_COLORS = {"float64": "#4c72b0", "float32": "#dd8452", "float16": "#55a868", "bfloat16": "#8172b3"}
 EXTRA_COLORS = ("#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
@@ -107,7 +110,9 @@ def _outcome_line(doc: dict) -> tuple[str, str]:
     if s["outcome"] == "pass":
         return "PASS", f"all {R} required verdicts passed"
     if s["outcome"] == "fail":
-        bits = [f"{n} {w}" for n, w in ((fails, "failed"), (errs, "errored"), (skips, "skipped")) if n]
+        bits = [f"{n} {w}" for n, w in ((fails, "failed"), (errs, "errored"), (s.get("required_crashed", 0), "crashed"),
+                                        (s.get("required_uncallable", 0), "uncallable"),
+                                        (s.get("required_not_run", 0), "not run"), (skips, "skipped")) if n]
         return "FAIL", f"{P} of {R} required verdicts passed; " + ", ".join(bits)
     if R == 0:
         return "INCOMPLETE", "no required verdict was applicable, so nothing was judged"
@@ -115,7 +120,61 @@ def _outcome_line(doc: dict) -> tuple[str, str]:
 
 
 def _failures(doc: dict) -> list[dict]:
-    return [v for v in doc["verdicts"] if v["status"] in ("failed", "errored")]
+    return [v for v in doc["verdicts"] if v["status"] in BAD_STATUSES and v["status"] != "not-run"]
+
+
+CLASS_ORDER = ("defect", "dtype-contract", "precision")  # most severe first (rnnconf.properties.classify)
+CLASS_TITLE = {"defect": "Defects", "dtype-contract": "Dtype-contract findings", "precision": "Precision findings"}
+CLASS_DOC = {
+    "defect": "a structural property is violated (causality, state carry, independence, NaN/Inf where the oracle is "
+              "finite, nondeterminism, shape, crash, raise or hang), or the error exceeds 2× that of the naive "
+              "same-precision baseline",
+    "dtype-contract": "an output or state dtype differs from the contract's, or a dtype is accepted and computed "
+                      "at a lower precision",
+    "precision": "beyond the derived bound, but within 2× the error of the naive same-precision baseline (the "
+                 "spec's reference form in plain torch at the same dtype)",
+}
+
+
+def failure_class(v: dict) -> str | None:
+    """The verdict's class; a non-passing verdict written before classes existed counts as a defect."""
+    if v.get("status") not in BAD_STATUSES:
+        return None
+    return v.get("failure_class") or "defect"
+
+
+def failure_groups(doc: dict) -> list[tuple[str, list[dict]]]:
+    """``[(class, verdicts)]`` of the failures, most severe class first."""
+    fails = _failures(doc)
+    return [(c, [v for v in fails if failure_class(v) == c]) for c in CLASS_ORDER
+            if any(failure_class(v) == c for v in fails)]
+
+
+def _class_suffix(v: dict) -> str:
+    c = failure_class(v)
+    return f" ({c})" if c else ""
+
+
+def _reproducer(doc: dict, v: dict) -> tuple[str, str] | None:
+    """``(path, command)`` of the reproducer the CLI wrote for this verdict (``extra.reproducers``), if any."""
+    r = ((doc.get("extra") or {}).get("reproducers") or {}).get(f"{v['prop']}-{v['dtype']}")
+    if not isinstance(r, dict) or not r.get("reproducer"):
+        return None
+    return r["reproducer"], f"python -m pytest -q {r['reproducer']}"
+
+
+def _budget_line(doc: dict) -> str:
+    """How many examples a property could draw, and its time box (``extra.max_examples`` / ``extra.budget_s``)."""
+    x = doc.get("extra") or {}
+    n, b = x.get("max_examples"), as_float(x.get("budget_s"))
+    if n is None:
+        return "the profile's count"
+    return f"up to {n} per property" + (f", time-boxed at {b:g} s per property (the table says how many ran)"
+                                        if b else ", not time-boxed")
+
+
+def _any_skipped(doc: dict) -> bool:
+    return any(v["status"] == "skipped" for v in doc["verdicts"])
 
 
 def _counterexample_T(ce) -> int | None:
@@ -163,7 +222,9 @@ def to_markdown(doc: dict) -> str:
     b = s["badge"]
     word, line = _outcome_line(doc)
     out = [f"# rnnconf conformance report: `{spec['id']}` — `{tgt['name']}`", ""]
-    out += [f"**{b['label']}: {b['message']} ({b['color']}) — {word}:** {line}.", "", f"> **{SKIP_NOTE}**", ""]
+    out += [f"**{b['label']}: {b['message']} ({b['color']}) — {word}:** {line}.", ""]
+    if _any_skipped(doc):  # the reminder only where something was skipped
+        out += [f"> **{SKIP_NOTE}**", ""]
     c = s["counts"]
     out.append("| passed | failed | errored | skipped | not applicable | required passed / applicable |")
     out.append("|---:|---:|---:|---:|---:|---:|")
@@ -172,6 +233,7 @@ def to_markdown(doc: dict) -> str:
     if s.get("internal_errors"):
         out += ["", f"⚠️ {s['internal_errors']} verdict(s) errored inside rnnconf itself (a defect of the suite, "
                     "not of the target); they are still not passes."]
+    out += _md_failures(doc)
     out += ["", "## Run", "", "| | |", "|---|---|",
             f"| Spec | `{_md_cell(spec['id'])}` v{_md_cell(spec['version'])} — {_md_cell(spec['title'])} "
             f"({_md_cell(spec['paper'])}) |",
@@ -179,6 +241,7 @@ def to_markdown(doc: dict) -> str:
             f"| Target | `{_md_cell(tgt['name'])}` ({_md_cell(tgt['kind'])}) |",
             f"| Traits | {_md_cell(tgt['traits']) or '—'} |",
             f"| Profile | `{_md_cell(doc['profile'])}` |",
+            f"| Examples | {_md_cell(_budget_line(doc))} |",
             f"| Device | {_md_cell(env.get('device_name', '?'))} (`{_md_cell(env.get('device', '?'))}`) |",
             f"| Started / finished | {doc['started']} / {doc['finished']} ({fmt_seconds(doc['duration_s'])}) |",
             f"| rnnconf | {_md_cell(doc['suite']['version'])} (report schema {doc['schema_version']}) |"]
@@ -188,27 +251,11 @@ def to_markdown(doc: dict) -> str:
             "|---|---|---|:-:|---:|---:|---:|"]
     for v in doc["verdicts"]:
         out.append(f"| `{_md_cell(v['prop'])}` | {_md_cell(v['dtype'])} "
-                   f"| {STATUS_ICON.get(v['status'], '')} {STATUS_WORD.get(v['status'], v['status'])} "
-                   f"| {'yes' if v.get('required', True) else 'no'} | {v.get('examples', 0)} "
+                   f"| {STATUS_ICON.get(v['status'], '')} {STATUS_WORD.get(v['status'], v['status'])}"
+                   f"{_class_suffix(v)} | {'yes' if v.get('required', True) else 'no'} | {v.get('examples', 0)} "
                    f"| {fmt_num(verdict_ratio(v))} | {fmt_seconds(v.get('seconds'))} |")
     if not doc["verdicts"]:
         out.append("| *(no verdicts)* | | | | | | |")
-
-    fails = _failures(doc)
-    out += ["", "## Failures and errors", ""]
-    if not fails:
-        out.append("None.")
-    for v in fails:
-        out += [f"### {STATUS_ICON[v['status']]} `{v['prop']}` · {v['dtype']} — {STATUS_WORD[v['status']]}"
-                + (" (rnnconf internal error)" if v.get("internal") else ""), ""]
-        out += [_md_block(v.get("reason") or "(no reason recorded)"), ""]
-        if v.get("observed") is not None or v.get("bound") is not None:
-            out += [f"- observed error **{fmt_num(v.get('observed'))}** vs bound **{fmt_num(v.get('bound'))}** "
-                    f"(ratio {fmt_num(verdict_ratio(v))})"]
-        out.append(f"- examples run before it: {v.get('examples', 0)}; time {fmt_seconds(v.get('seconds'))}")
-        if v.get("counterexample") is not None:
-            out += ["", "Counterexample (shrunk):", "", _md_block(json.dumps(v["counterexample"], indent=2), "json")]
-        out.append("")
 
     skipped = [v for v in doc["verdicts"] if v["status"] == "skipped"]
     out += ["", "## Skipped (not judged — not passes)", ""]
@@ -219,6 +266,7 @@ def to_markdown(doc: dict) -> str:
         out += ["", "## Not applicable", ""]
         out += [f"- `{v['prop']}` · {v['dtype']}: {_md_cell(v.get('reason') or '')}" for v in na]
 
+    out += [""] + _plots.markdown_section(doc)  # error against bound, error/bound along t (reports/plots.py)
     pts = plot_points(doc)
     out += ["", "## Error / bound against sequence length", ""]
     if pts:
@@ -235,6 +283,38 @@ def to_markdown(doc: dict) -> str:
     if doc.get("extra"):
         out += ["", "## Extra", "", _md_block(json.dumps(doc["extra"], indent=2), "json")]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _md_failures(doc: dict) -> list[str]:
+    """The failures section, first in the report: grouped by class (defect, dtype-contract, precision), each with
+    its message, its same-precision baseline and, where a verdict holds several findings, each of them."""
+    out = ["", "## Failures and errors", ""]
+    groups = failure_groups(doc)
+    if not groups:
+        out.append("None.")
+    for cls, vs in groups:
+        out += [f"### {CLASS_TITLE.get(cls, cls)} ({len(vs)})", "", f"*{CLASS_DOC.get(cls, '')}*", ""]
+        for v in vs:
+            out += [f"#### {STATUS_ICON.get(v['status'], '')} `{v['prop']}` · {v['dtype']} — "
+                    f"{STATUS_WORD.get(v['status'], v['status'])}"
+                    + (" (rnnconf internal error)" if v.get("internal") else ""), ""]
+            out += [_md_block(v.get("reason") or "(no reason recorded)"), ""]
+            if v.get("observed") is not None or v.get("bound") is not None:
+                out += [f"- observed error **{fmt_num(v.get('observed'))}** vs bound **{fmt_num(v.get('bound'))}** "
+                        f"(ratio {fmt_num(verdict_ratio(v))})"]
+            if v.get("baseline") is not None:
+                out.append(f"- naive same-precision baseline (the spec's reference form in plain torch, "
+                           f"{v['dtype']}): error **{fmt_num(v['baseline'])}** at the same element")
+            for f in v.get("findings") or []:
+                out.append(f"- finding ({f.get('class')}): {_md_cell(f.get('message', ''))}")
+            out.append(f"- examples run before it: {v.get('examples', 0)}; time {fmt_seconds(v.get('seconds'))}")
+            if (rp := _reproducer(doc, v)) is not None:
+                out.append(f"- reproducer: `{rp[0]}` — run `{rp[1]}` in the report directory")
+            if v.get("counterexample") is not None:
+                out += ["", "Counterexample (shrunk):", "", _md_block(json.dumps(v["counterexample"], indent=2),
+                                                                        "json")]
+            out.append("")
+    return out
 
 
 def _env_rows(env: dict) -> list[tuple[str, str]]:
@@ -446,10 +526,15 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .st-passed{background:#dcf5e3;color:#14632f}.st-failed{background:#fbd5d0;color:#8e1b10}
 .st-errored{background:#f6d2e8;color:#7a1452}.st-skipped{background:#fdf0c2;color:#6b4e00}
 .st-not-applicable{background:#eef0f2;color:#6b7280}
+.st-crashed,.st-uncallable{background:#fbd5d0;color:#8e1b10}.st-not-run{background:#eef0f2;color:#8e1b10}
 .matrix td.cell{text-align:center;white-space:nowrap}
 .matrix td.cell.passed{background:#eaf7ee}.matrix td.cell.failed{background:#fde3df}
 .matrix td.cell.errored{background:#fbe1f0}.matrix td.cell.skipped{background:#fff6d6}
 .matrix td.cell.not-applicable{background:#f6f7f8;color:#9ca3af}
+.matrix td.cell.crashed,.matrix td.cell.uncallable{background:#fde3df}.matrix td.cell.not-run{background:#f6f7f8}
+.cls{display:inline-block;font-size:11px;padding:0 5px;border-radius:8px;margin-left:4px;background:#eef0f2}
+.cls-defect{background:#d1242f;color:#fff}.cls-dtype-contract{background:#8250df;color:#fff}
+.cls-precision{background:#bf8700;color:#fff}
 .matrix td.cell .r{display:block;font-size:11.5px;color:var(--muted)}
 .card{border:1px solid var(--line);border-left:5px solid #d1242f;border-radius:6px;padding:12px 16px;margin:12px 0}
 .card.errored{border-left-color:#a3136b}
@@ -541,9 +626,11 @@ def to_html(doc: dict) -> str:
              f' · {e(env.get("device_name", "?"))}</div></div>'
              f'<div class="badge">{_badge_svg(doc, standalone=False)}</div></header>')
     h.append(f'<div class="banner {e(s["outcome"])}"><b>{e(word)}</b>{e(line)}.</div>')
-    h.append(f'<div class="note"><b>Skipped ≠ passed.</b> {e(SKIP_BODY)}</div>')
+    if _any_skipped(doc):  # the reminder only where something was skipped
+        h.append(f'<div class="note"><b>Skipped ≠ passed.</b> {e(SKIP_BODY)}</div>')
     c = s["counts"]
     chips = [(st, c[st]) for st in ("passed", "failed", "errored", "skipped", "not-applicable")]
+    chips += [(st, c[st]) for st in ("crashed", "uncallable", "not-run") if c.get(st)]
     h.append('<div class="chips">' + "".join(
         f'<div class="chip"><span class="n">{n}</span>{_st(st)}</div>' for st, n in chips)
         + f'<div class="chip"><span class="n">{s["required_passed"]}/{s["required_total"]}</span>'
@@ -551,6 +638,8 @@ def to_html(doc: dict) -> str:
     if s.get("internal_errors"):
         h.append(f'<div class="note">⚠️ {s["internal_errors"]} verdict(s) errored inside rnnconf itself (a defect of '
                  f'the suite, not of the target). They are still not passes.</div>')
+
+    h += _html_failures(doc)  # failures first, grouped by class
 
     # -- verdict matrix: property × dtype
     vs = doc["verdicts"]
@@ -576,35 +665,13 @@ def to_html(doc: dict) -> str:
                 r = verdict_ratio(v)
                 tip = e(v.get("reason") or STATUS_WORD.get(v["status"], v["status"]), quote=True)
                 rt = f'<span class="r">err/bound {fmt_num(r)}</span>' if r is not None else ""
-                row += f'<td class="cell {e(v["status"])}" title="{tip}">{_st(v["status"])}{rt}</td>'
+                row += f'<td class="cell {e(v["status"])}" title="{tip}">{_st(v["status"])}{_cls_html(v)}{rt}</td>'
             h.append(row + "</tr>")
         h.append("</table>")
         h.append('<p class="small">Cells: status and the worst observed error / derived bound over all examples '
                  '(≤ 1 is within the spec\'s error model). Hover a cell for its reason.</p>')
 
-    # -- failures
-    fails = _failures(doc)
-    h.append(f"<h2>Failures and errors ({len(fails)})</h2>")
-    if not fails:
-        h.append("<p>None.</p>")
-    for v in fails:
-        h.append(f'<div class="card {e(v["status"])}"><h3><code>{e(v["prop"])}</code> · {e(v["dtype"])} '
-                 f'{_st(v["status"])}' + (" <span class=small>rnnconf internal error</span>" if v.get("internal")
-                                           else "") + "</h3>")
-        h.append(f'<div class="reason mono">{e(v.get("reason") or "(no reason recorded)")}</div>')
-        obs = [("observed error", fmt_num(v.get("observed"))), ("bound", fmt_num(v.get("bound"))),
-               ("error / bound", fmt_num(verdict_ratio(v))), ("examples before it", str(v.get("examples", 0))),
-               ("time", fmt_seconds(v.get("seconds")))]
-        if v.get("observed") is None and v.get("bound") is None:
-            obs = obs[3:]
-        h.append('<div class="obs">' + "".join(f"<div><span>{e(k)}</span><b>{e(x)}</b></div>" for k, x in obs)
-                 + "</div>")
-        ce = v.get("counterexample")
-        if ce is not None:
-            h.append("<h3>Counterexample (shrunk)</h3>" + _ce_html(ce))
-            h.append(f'<details><summary>raw counterexample JSON</summary><pre class="json">'
-                     f'{e(json.dumps(ce, indent=2))}</pre></details>')
-        h.append("</div>")
+    h.append(_plots.html_section(doc))  # error against bound, error/bound along t (reports/plots.py)
 
     # -- plot
     h.append("<h2>Error / bound against sequence length</h2>")
@@ -622,7 +689,7 @@ def to_html(doc: dict) -> str:
     h.append("<h2>All verdicts</h2><table><tr><th>Property</th><th>dtype</th><th>Status</th><th>Required</th>"
              "<th>Examples</th><th>Worst error/bound</th><th>Time</th><th>Reason</th></tr>")
     for v in vs:
-        h.append(f"<tr><td><code>{e(v['prop'])}</code></td><td>{e(v['dtype'])}</td><td>{_st(v['status'])}</td>"
+        h.append(f"<tr><td><code>{e(v['prop'])}</code></td><td>{e(v['dtype'])}</td><td>{_st(v['status'])}{_cls_html(v)}</td>"
                  f"<td>{'yes' if v.get('required', True) else 'no'}</td><td class='num'>{v.get('examples', 0)}</td>"
                  f"<td class='num'>{fmt_num(verdict_ratio(v))}</td><td class='num'>{fmt_seconds(v.get('seconds'))}"
                  f"</td><td class='small'>{e(_short(v.get('reason') or ''))}</td></tr>")
@@ -632,7 +699,7 @@ def to_html(doc: dict) -> str:
     h.append("<h2>Run and environment</h2><dl class='kv'>")
     run_rows = [("spec", f"{spec['id']} v{spec['version']} — {spec['title']} ({spec['paper']})"),
                 ("signature", spec["signature"]), ("target", f"{tgt['name']} ({tgt['kind']})"),
-                ("traits", tgt["traits"] or "—"), ("profile", doc["profile"]),
+                ("traits", tgt["traits"] or "—"), ("profile", doc["profile"]), ("examples", _budget_line(doc)),
                 ("started", doc["started"]), ("finished", doc["finished"]),
                 ("duration", fmt_seconds(doc["duration_s"])),
                 ("rnnconf", f"{doc['suite']['version']} (report schema {doc['schema_version']})")]
@@ -646,6 +713,52 @@ def to_html(doc: dict) -> str:
     h.append(f"<footer>Generated by rnnconf {e(doc['suite']['version'])}. The JSON report next to this page is the "
              f"record; this page is rendered from it.</footer></main></body></html>")
     return "\n".join(h) + "\n"
+
+
+def _cls_html(v: dict) -> str:
+    c = failure_class(v)
+    return f' <span class="cls cls-{html.escape(c)}">{html.escape(c)}</span>' if c else ""
+
+
+def _html_failures(doc: dict) -> list[str]:
+    """The failures, grouped by class (most severe first), each card with its message, baseline and findings."""
+    e = html.escape
+    fails = _failures(doc)
+    h = [f"<h2>Failures and errors ({len(fails)})</h2>"]
+    if not fails:
+        h.append("<p>None.</p>")
+    for cls, group in failure_groups(doc):
+        h.append(f'<h3 class="clsgroup">{e(CLASS_TITLE.get(cls, cls))} ({len(group)})</h3>'
+                 f'<p class="small">{e(CLASS_DOC.get(cls, ""))}</p>')
+        for v in group:
+            h.append(f'<div class="card {e(v["status"])}"><h3><code>{e(v["prop"])}</code> · {e(v["dtype"])} '
+                     f'{_st(v["status"])}{_cls_html(v)}' + (" <span class=small>rnnconf internal error</span>"
+                                                             if v.get("internal") else "") + "</h3>")
+            h.append(f'<div class="reason mono">{e(v.get("reason") or "(no reason recorded)")}</div>')
+            obs = [("observed error", fmt_num(v.get("observed"))), ("bound", fmt_num(v.get("bound"))),
+                   ("error / bound", fmt_num(verdict_ratio(v)))]
+            if v.get("baseline") is not None:
+                obs.append((f"plain torch {v['dtype']} (baseline)", fmt_num(v["baseline"])))
+            if v.get("observed") is None and v.get("bound") is None:
+                obs = []
+            obs += [("examples before it", str(v.get("examples", 0))), ("time", fmt_seconds(v.get("seconds")))]
+            h.append('<div class="obs">' + "".join(f"<div><span>{e(k)}</span><b>{e(x)}</b></div>" for k, x in obs)
+                     + "</div>")
+            if v.get("findings"):
+                h.append("<ul>" + "".join(f'<li><span class="cls cls-{e(str(f.get("class")))}">'
+                                          f'{e(str(f.get("class")))}</span> <span class="mono small">'
+                                          f'{e(str(f.get("message", "")))}</span></li>' for f in v["findings"])
+                         + "</ul>")
+            if (rp := _reproducer(doc, v)) is not None:
+                h.append(f'<p>Reproducer: <code>{e(rp[0])}</code> — run <code>{e(rp[1])}</code> in the report '
+                         f'directory.</p>')
+            ce = v.get("counterexample")
+            if ce is not None:
+                h.append("<h3>Counterexample (shrunk)</h3>" + _ce_html(ce))
+                h.append(f'<details><summary>raw counterexample JSON</summary><pre class="json">'
+                         f'{e(json.dumps(ce, indent=2))}</pre></details>')
+            h.append("</div>")
+    return h
 
 
 def _short(text: str, n: int = 220) -> str:

@@ -7,9 +7,14 @@ import pytest
 
 import rnnconf.reports.io as rio
 import rnnconf.reports.render as rrender
-from rnnconf.reports import ReportValidationError, load_report, rerender, to_html, write_report
+from rnnconf.reports import ReportValidationError, load_report, plots, rerender, to_html, write_report
 
 NAMES = {"report.json", "report.md", "report.html", "badge.svg"}
+
+
+def names(doc):
+    """The four files plus the plots report.md links to (none without matplotlib)."""
+    return NAMES | set(plots.files(doc))
 
 
 def snapshot(d):
@@ -19,9 +24,9 @@ def snapshot(d):
 def test_write_report_files(report, tmp_path):
     out = tmp_path / "nested" / "run1"
     paths = write_report(report, out)
-    assert set(paths) == {"json", "md", "html", "badge"}
-    assert {p.name for p in paths.values()} == NAMES
-    assert {p.name for p in out.iterdir()} == NAMES  # and nothing else: no temporary leftovers
+    assert set(paths) == {"json", "md", "html", "badge"} | set(plots.files(report))
+    assert {p.name for p in paths.values()} == names(report)
+    assert {p.name for p in out.iterdir()} == names(report)  # and nothing else: no temporary leftovers
     assert json.loads(paths["json"].read_text(encoding="utf-8")) == report
     assert paths["html"].read_text(encoding="utf-8") == to_html(report)
     assert paths["badge"].read_text(encoding="utf-8").startswith("<svg")
@@ -121,7 +126,7 @@ def test_other_files_in_the_directory_are_kept(report, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     write_report(report, tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
-    assert {p.name for p in tmp_path.iterdir()} == NAMES | {"notes.txt"}
+    assert {p.name for p in tmp_path.iterdir()} == names(report) | {"notes.txt"}
 
 
 def test_rerender_round_trip(report, tmp_path):
@@ -130,7 +135,7 @@ def test_rerender_round_trip(report, tmp_path):
     for k in ("md", "html", "badge"):
         paths[k].unlink()
     again = rerender(tmp_path)
-    assert set(again) == {"md", "html", "badge", "json"}
+    assert set(again) == {"md", "html", "badge", "json"} | set(plots.files(report))
     assert snapshot(tmp_path) == before  # byte-identical renderings, JSON untouched
     # from the JSON path, with stale renderings in place
     paths["html"].write_text("stale")

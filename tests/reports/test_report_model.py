@@ -27,7 +27,7 @@ def test_report_from_every_status_validates(report):
 
 
 def test_top_level_fields(report):
-    assert report["schema_version"] == "1.0"
+    assert report["schema_version"] == "1.1"
     assert report["suite"]["name"] == "rnnconf"
     import rnnconf
 
@@ -163,9 +163,11 @@ def test_nothing_judged_is_not_green(make, V_):
 
 def test_summary_of_every_status(report):
     s = report["summary"]
-    assert s["counts"] == {"passed": 2, "failed": 1, "errored": 1, "skipped": 1, "not-applicable": 1}
-    assert (s["required_total"], s["required_passed"]) == (5, 2)
-    assert s["badge"] == {"label": "rnnconf hgrn", "message": "2/5", "color": "red"}
+    assert s["counts"] == {"passed": 2, "failed": 1, "errored": 1, "skipped": 1, "not-applicable": 1, "crashed": 1,
+                           "uncallable": 1, "not-run": 1}
+    assert (s["required_total"], s["required_passed"]) == (8, 2)
+    assert (s["required_crashed"], s["required_uncallable"], s["required_not_run"]) == (1, 1, 1)
+    assert s["badge"] == {"label": "rnnconf hgrn", "message": "2/8", "color": "red"}
 
 
 # ---- invalid documents are rejected ----------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ def test_markdown_has_every_verdict_row(report):
     rows = [l for l in md.splitlines() if l.startswith("| `")]
     for v in report["verdicts"]:
         assert any(f"`{v['prop']}`" in r and f"| {v['dtype']} |" in r for r in rows), v
-    assert "| `chunk_carry` | float32 | ❌ FAILED | yes | 7 | 3.417 | 800 ms |" in md
+    # a failed verdict written without a class counts as a defect
+    assert "| `chunk_carry` | float32 | ❌ FAILED (defect) | yes | 7 | 3.417 | 800 ms |" in md
 
 
 def test_markdown_failures_and_skip_line(report, fail_reason):
@@ -29,7 +30,7 @@ def test_markdown_failures_and_skip_line(report, fail_reason):
     assert "Skipped ≠ passed" in md and "never counts as a pass" in md
     assert "the Triton interpreter cannot run float16 tl.dot" in md
     assert '"T": 48' in md  # the counterexample, pretty-printed
-    assert "rnnconf hgrn: 2/5 (red)" in md
+    assert "rnnconf hgrn: 2/8 (red)" in md
     assert "hgrn/sample_kernel" in md and "arXiv:2311.04823" in md
 
 
@@ -50,7 +51,7 @@ def test_html_has_rows_reason_and_summary(report, fail_reason):
     assert "4.100e-05" in page and "1.200e-05" in page  # observed vs bound
     assert "Skipped ≠ passed" in page
     assert "st-failed" in page and "st-passed" in page and "st-skipped" in page and "st-errored" in page
-    assert "2/5" in page and "FAIL" in page
+    assert "2/8" in page and "FAIL" in page
     assert "device_name" in page and "float32_matmul_precision" in page
 
 
@@ -59,7 +60,9 @@ def test_html_is_self_contained(report):
     assert "<svg" in page
     assert not REMOTE.search(page), REMOTE.search(page)
     assert "<script" not in page.lower()
-    assert "<link" not in page.lower() and "<img" not in page.lower() and "<iframe" not in page.lower()
+    assert "<link" not in page.lower() and "<iframe" not in page.lower()
+    assert all(src.startswith("data:") for src in re.findall(r'<img[^>]* src="([^"]*)"', page))  # plots inline
+    assert page.lower().count("<img") == len(re.findall(r'<img[^>]* src="', page))
     assert "<style>" in page
 
 
