@@ -8,13 +8,20 @@ Accepted forms (tried in this order):
 * ``package.module:function`` (``function`` may be a dotted attribute path; the current directory goes on
   ``sys.path`` as it would for ``python -m``).
 
-A third party's function becomes ``Target(kind="external")`` — ``kind="triton"`` when its module imports Triton, so
-that the backend dtype self-test applies — judged under :data:`~rnnconf.spec.errors.ANY_TRAITS` (the most permissive
-derived error model: its accumulation precision and cumulative-sum structure are unknown).  What it supports is read
-from its signature: ``initial_state`` / ``output_final_state`` → the state features, ``cu_seqlens`` → varlen,
-``use_qk_l2norm_in_kernel`` → qk_l2norm, a ``**kwargs`` catch-all → all of them; gradients are always assumed (a
-failing backward is reported as errored).
+A third party's function becomes ``Target(kind="external")`` — ``kind="triton"`` when calling it launches a Triton
+kernel (:func:`observe_kind`: one small call observed with
+:func:`~rnnconf.kernels._backend.observe_triton_launches`; what its file imports does not matter), so that the
+backend dtype self-test applies.  What it claims comes from its in-code declaration (:mod:`rnnconf.declare`,
+``fn.__rnnconf__``) and from ``claims`` (the command line's ``--dtypes`` / ``--traits``, which win key by key).
+Undeclared, it is judged under :data:`~rnnconf.spec.errors.ANY_TRAITS` (the most permissive derived error model),
+in every float dtype, and what it supports is read from its signature: ``initial_state`` / ``output_final_state`` →
+the state features, ``cu_seqlens`` → varlen, ``use_qk_l2norm_in_kernel`` → qk_l2norm, a ``**kwargs`` catch-all →
+all of them; gradients are always assumed (a failing backward is reported as errored).
 A function without ``output_final_state`` that returns a single tensor is adapted to the spec's ``(o, None)``.
+
+Command-line claims travel in the canonical string as a suffix, ``path/to/file.py:fn[dtypes=float32;traits=…]``,
+so that an ``--isolate`` worker and a reproducer rebuild the same target; :func:`resolve` accepts that suffix on any
+TARGET.
 
 Every problem with the string itself raises :class:`UsageError` with a one-line message (the CLI exits 2 on it).
 """
@@ -30,6 +37,8 @@ import sys
 import types
 from dataclasses import dataclass, replace
 
+from .declare import Claims, DeclarationError, claims_from, declaration_of, from_suffix, to_suffix
+from .declare import apply as apply_claims
 from .spec.errors import ANY_TRAITS
 from .spec.targets import FLOAT_DTYPES, QK_L2NORM, Target
 
@@ -50,7 +59,9 @@ class Resolved:
 
 
 ANY_TRAITS_NOTE = ("judged under ANY_TRAITS, the most permissive derived error model (accumulation in the input dtype, "
-                   "cumulative log-gate sums over the whole sequence), because a third-party target declares no traits")
+                   "cumulative log-gate sums over the whole sequence, the log-value shadow, chunk conditioning of one "
+                   "chunk spanning the sequence, a backward re-reading activations saved in the input dtype), because "
+                   "the target declares no traits (declare them: rnnconf.declare or --traits)")
 
 
 def get_spec_or_usage(spec_id: str):
@@ -97,14 +108,59 @@ def variant_target(name: str, label: str) -> Target:
 
 
 # ---- the resolver -----------------------------------------------------------------------------------------------
-def resolve(spec_id: str, target: str, device: str = "cpu", name: str | None = None) -> Resolved:
+def resolve(spec_id: str, target: str, device: str = "cpu", name: str | None = None,
+            claims: Claims | None = None, observe: bool = True) -> Resolved:
     """Resolve ``target`` for ``spec_id``; raises :class:`UsageError` (one line) on any problem.  ``name``: the
-    name a third-party function's Target gets (default: the TARGET string as given)."""
+    name a third-party function's Target gets (default: the TARGET string as given).  ``claims``: command-line
+    claims (:func:`cli_claims`), laid over the target's own declarations."""
     spec = get_spec_or_usage(spec_id)
     if not target or not target.strip():
         raise UsageError("empty --impl TARGET")
-    target = target.strip()
+    target, claims = _split_claims(target.strip(), claims)
+    r = _resolve(spec, target, device, name, claims, observe)
+    if claims is not None and r.origin in ("adapter", "builtin"):
+        try:
+            t, notes = apply_claims(r.target, spec, claims)
+        except DeclarationError as e:
+            raise UsageError(f"--impl {target}: {e}") from None
+        r = replace(r, target=t, notes=r.notes + tuple(notes))
+    if claims is not None:
+        r = replace(r, canonical=r.canonical + to_suffix(claims))
+    return r
 
+
+def cli_claims(dtypes=None, traits=None) -> Claims | None:
+    """Claims from ``--dtypes`` / ``--traits`` (strings or already-parsed values); ``None`` when neither is given.
+    A bad value raises :class:`UsageError` in one line."""
+    if not dtypes and not traits:
+        return None
+    decl = {}
+    for key, value in (("dtypes", dtypes), ("traits", traits)):
+        if not value:
+            continue
+        try:
+            decl[key] = claims_from({key: value}, "command line")
+        except DeclarationError as e:
+            raise UsageError(f"--{key} {value}: {e}") from None
+    out = Claims(source=("command line",))
+    for c in decl.values():
+        out = replace(c, source=()).over(out)
+    return out
+
+
+def _split_claims(target: str, claims):
+    """``file.py:fn[dtypes=…;traits=…]`` -> (``file.py:fn``, the suffix's claims under ``claims``)."""
+    m = re.fullmatch(r"(.*?)\[([^\[\]]*)\]", target)
+    if not m:
+        return target, claims
+    try:
+        suffix = from_suffix(m.group(2))
+    except DeclarationError as e:
+        raise UsageError(f"--impl {target}: {e}") from None
+    return m.group(1), (claims.over(suffix) if claims is not None else suffix)
+
+
+def _resolve(spec, target: str, device: str, name, claims, observe: bool = True) -> Resolved:
     if target in adapter_names():
         return _resolve_adapter(spec, target, device)
 
@@ -132,14 +188,17 @@ def resolve(spec_id: str, target: str, device: str = "cpu", name: str | None = N
             raise UsageError(f"{e}; known adapters: {', '.join(similar)}") from None
         raise
     canonical = f"{canonical_where}:{attr}"
-    return _external(spec, fn, module, name=name or target, canonical=canonical, origin=origin, device=device)
+    return _external(spec, fn, module, name=name or target, canonical=canonical, origin=origin, device=device,
+                     claims=claims, observe=observe)
 
 
 def resolve_target(spec_id: str, target: str, device: str = "cpu", variant: str | None = None,
                    name: str | None = None) -> Target:
     """The :class:`Target` alone (what reproducers call).  ``variant``: an autotune-variant label of an adapter."""
     if variant:
-        return variant_target(target, variant)
+        base, claims = _split_claims(target, None)
+        t = variant_target(base, variant)
+        return t if claims is None else apply_claims(t, get_spec_or_usage(spec_id), claims)[0]
     return resolve(spec_id, target, device, name=name).target
 
 
@@ -235,21 +294,42 @@ def _get_attr(module, attr: str, where: str):
     return obj
 
 
-def imports_triton(module) -> bool:
-    """Whether ``module`` imports Triton (a triton module or triton object among its globals, or an import line)."""
-    if module is None:
-        return False
-    for v in vars(module).values():
-        if isinstance(v, types.ModuleType):
-            if v.__name__.split(".")[0] == "triton":
-                return True
-        elif (getattr(type(v), "__module__", "") or "").split(".")[0] == "triton":
-            return True
-    try:
-        src = inspect.getsource(module)
-    except (OSError, TypeError):
-        return False
-    return re.search(r"^\s*(import|from)\s+triton\b", src, re.M) is not None
+def observe_kind(spec, target: Target, device: str = "cpu") -> tuple[str, str]:
+    """``("triton" | "external", note)``: call ``target`` once on a small deterministic example of the spec's (or
+    the target's narrower) domains, in its primary dtype, and see whether that launches a Triton kernel
+    (:func:`~rnnconf.kernels._backend.observe_triton_launches`).  A call that raises decides nothing beyond what it
+    launched before raising; the verdicts will show the error.
+
+    Hook: the properties' smoke call (``rnnconf.properties.smoke``) observes the same way; when it sets the
+    target's kind before properties run, this first call is the only extra one."""
+    import torch
+
+    from .kernels._backend import observe_triton_launches
+    from .properties import strategies as S
+    from .properties.calling import call_target
+
+    dtype = torch.float32 if torch.float32 in target.dtypes else target.dtypes[0]
+    dims = {n: max(d.lo, min(d.hi, 2)) for n, d in spec.dims.items()}
+    inputs = {}
+    unit = spec.extra.get("unit_rows", ())
+    for i, a in enumerate(spec.inputs):
+        dom = target.domain_overrides.get(a.name) or a.domain
+        v = S.round_to(S.realize(dom, S.shape_of(a.shape, dims), 1000 + i, 1.0, 0.0, ()), dtype, dom)
+        inputs[a.name] = S.unit_rows(v, dtype) if a.name in unit else v
+    inputs.update(spec.static_values(dims))
+    why = ""
+    with observe_triton_launches() as seen:
+        try:
+            call_target(spec, target, inputs, dtype, device,
+                        output_final_state="final_state" in target.supports and spec.has_state)
+        except BaseException as e:  # noqa: BLE001  (the target's failure is the verdicts' business)
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            why = f" (the call raised {type(e).__name__})"
+    if seen.launched:
+        return "triton", (f"calling it launches Triton kernels ({', '.join(seen.kernels[:3])}): a Triton target, "
+                          "the backend dtype self-test applies")
+    return "external", f"calling it launched no Triton kernel{why}: judged as a plain function"
 
 
 def detect_supports(fn) -> tuple[frozenset, bool]:
@@ -293,7 +373,16 @@ def adapt_call(fn, spec, takes_final: bool, takes: set | None):
     return call
 
 
-def _external(spec, fn, module, name: str, canonical: str, origin: str, device: str) -> Resolved:
+def _external(spec, fn, module, name: str, canonical: str, origin: str, device: str, claims=None,
+              observe: bool = True) -> Resolved:
+    try:
+        decl = declaration_of(fn)
+    except DeclarationError as e:
+        raise UsageError(f"{canonical}: bad declaration: {e}") from None
+    if decl is not None and claims is not None:
+        claims = claims.over(decl)
+    elif decl is not None:
+        claims = decl
     supports, takes_final = detect_supports(fn)
     try:
         params = inspect.signature(fn).parameters
@@ -304,16 +393,26 @@ def _external(spec, fn, module, name: str, canonical: str, origin: str, device: 
         supports = supports - {"initial_state", "final_state"}
     if not spec.supports_varlen:
         supports = supports - {"varlen"}
-    kind = "triton" if imports_triton(module) else "external"
-    notes = [ANY_TRAITS_NOTE,
-             f"supports detected from the signature: {', '.join(sorted(supports))}",
-             "gradients assumed: an autograd failure is reported as errored"]
-    if kind == "triton":
-        notes.append("the target's module imports triton: the Triton backend dtype self-test applies")
-    t = Target(spec.id, name, adapt_call(fn, spec, takes_final, takes), kind=kind, traits=ANY_TRAITS,
+    t = Target(spec.id, name, adapt_call(fn, spec, takes_final, takes), kind="external", traits=ANY_TRAITS,
                dtypes=FLOAT_DTYPES, supports=supports, device=device,
                doc=(inspect.getdoc(fn) or "").split("\n\n")[0])
-    return Resolved(t, origin, canonical, tuple(notes))
+    try:
+        t, claimed = apply_claims(t, spec, claims)
+    except DeclarationError as e:
+        raise UsageError(f"{canonical}: {e}") from None
+    notes = [] if t.traits != ANY_TRAITS else [ANY_TRAITS_NOTE]
+    if claims is not None and claims.traits and t.traits != ANY_TRAITS:
+        notes.append("traits it does not declare are taken at ANY_TRAITS' (most permissive) values")
+    if claims is None or claims.supports is None:
+        notes.append(f"supports detected from the signature: {', '.join(sorted(t.supports))}")
+    if "grad" in t.supports and (claims is None or claims.supports is None):
+        notes.append("gradients assumed: an autograd failure is reported as errored")
+    notes += claimed
+    if not observe:  # the CLI's smoke call observes it, in the supervised worker (a crash there is a verdict)
+        return Resolved(t, origin, canonical, tuple(notes))
+    kind, how = observe_kind(spec, t, device)
+    notes.append(how)
+    return Resolved(replace(t, kind=kind), origin, canonical, tuple(notes))
 
 
 def with_device(t: Target, device: str) -> Target:

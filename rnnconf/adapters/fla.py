@@ -18,6 +18,14 @@ autotuned kernels of the op's module pinned to config 0; :func:`variants` gives 
 the interpreter cannot execute is probed once when the Target is built and skipped with the interpreter's error
 (:func:`rnnconf.adapters.interpreter_skips`): chunk_hgrn under Triton 3.9.
 
+What each backward re-reads (``Traits.saves``, charged u_s·mag in the gradient bound): fused_recurrent_hgrn saves
+``(g, o, initial_state)`` and its backward kernel loads ``o`` — stored by the forward as ``b_h.to(p_o.dtype)``, the
+input dtype — as h_{t−1} (``b_dg = b_dh * b_o``); chunk_hgrn saves ``o = o.to(x.dtype)`` and its backward's
+``b_dg = b_o * b_dx * exp(b_g)`` reads it; parallel_forgetting_attn saves ``o`` (``dtype=v.dtype``) and forms
+Δ_i = Σ o_i·do_i from it (``parallel_attn_bwd_preprocess``); fused_recurrent_delta_rule saves ``u =
+torch.empty_like(v)``; the chunk delta ops save A (input dtype) and recompute h / v_new into ``k.new_empty(..)``.
+So every fla adapter with a backward declares ``saves="input"``.
+
 The traits describe fla as it is, so what it does differently shows up as verdicts, not as looser bounds: float64
 inputs are computed in float32 (the oracle and gradient properties fail in float64); the half-precision backward of
 fused_recurrent_hgrn reads h_{t−1} from the output stored in the input dtype (a second rounding in dg); chunk_hgrn
@@ -77,10 +85,11 @@ def without_varlen(fn: Callable) -> Callable:
 
 OPS = (
     FlaOp("fused_recurrent_hgrn", "hgrn", "fla.ops.hgrn.fused_recurrent", "fused_recurrent_hgrn",
-          Traits(accumulate="float32", cumsum="none"), frozenset(FEATURES),
+          Traits(accumulate="float32", cumsum="none", saves="input"), frozenset(FEATURES),
           "time loop per (sequence, channel block), float32 state in registers; backward reverse-time loop"),
     FlaOp("chunk_hgrn", "hgrn", "fla.ops.hgrn.chunk", "chunk_hgrn",
-          Traits(accumulate="float32", cumsum="chunk", chunk_size=128), frozenset({"initial_state", "final_state",
+          Traits(accumulate="float32", cumsum="chunk", chunk_size=128, saves="input"),
+          frozenset({"initial_state", "final_state",
                                                                                    "grad"}),
           "chunks of 128 steps: float32 loop per chunk, then exp(in-chunk log-gate cumsum) carries across chunks",
           adapt=without_varlen),
@@ -311,12 +320,12 @@ def _fox_traits() -> Traits:
         matmul = "ieee"  # the interpreter's tl.dot is numpy float32 matmul for any input_precision
     else:
         matmul = "ieee" if os.environ.get("TRITON_F32_DEFAULT", "").strip().lower() == "ieee" else "tf32"
-    return Traits(accumulate="float32", cumsum="full", matmul=matmul)
+    return Traits(accumulate="float32", cumsum="full", matmul=matmul, saves="input")  # o re-read for Δ = do·o
 
 
 FOX_OP = FlaOp(
     "parallel_forgetting_attn", "forgetting-attention", "fla.ops.forgetting_attn", "parallel_forgetting_attn",
-    Traits(accumulate="float32", cumsum="full", matmul="tf32"),  # as built natively; see _fox_traits
+    Traits(accumulate="float32", cumsum="full", matmul="tf32", saves="input"),  # as built natively; see _fox_traits
     frozenset({"varlen", "grad"}),  # rnnconf.spec.targets.STATELESS: cu_seqlens and autograd
     "flash attention in base 2 (query tiles 128, key tiles 32/64), D from a float32 full-sequence cumsum of g "
     "(chunk_global_cumsum), float32 softmax state, P rounded to the input dtype before P·V; backward dq and dk/dv "
@@ -504,18 +513,19 @@ _NO_F32 = (torch.float64, torch.float16, torch.bfloat16)
 _DELTA_FEATURES = frozenset(FEATURES) | {QK_L2NORM}
 DELTA_OPS = (
     DeltaOp(FlaOp("fused_recurrent_delta_rule", "delta-rule", "fla.ops.delta_rule.fused_recurrent",
-                  "fused_recurrent_delta_rule", Traits(accumulate="float32", cumsum="none"), _DELTA_FEATURES,
+                  "fused_recurrent_delta_rule", Traits(accumulate="float32", cumsum="none", saves="input"),
+                  _DELTA_FEATURES,
                   "time loop per (sequence·head, 8-wide V block), float32 state in registers (products and tl.sum, "
                   "no tl.dot); final_state float32; backward float32 loops reading u = v − Sᵀk stored in the input "
                   "dtype", adapt=_delta_signature)),
     DeltaOp(FlaOp("chunk_delta_rule", "delta-rule", "fla.ops.delta_rule.chunk", "chunk_delta_rule",
-                  Traits(accumulate=None, cumsum="none", chunk_size=64), _DELTA_FEATURES,
+                  Traits(accumulate=None, cumsum="none", chunk_size=64, saves="input"), _DELTA_FEATURES,
                   "WY form in chunks of 64 (A = strict_tril(diag β KKᵀ), solve_tril, w/u in the input dtype), "
                   "state carried in float32 but rounded to the input dtype for every tl.dot; refuses float32",
                   dtypes=_NO_F32, adapt=_delta_signature),
             tuned=_DELTA_CHUNK_TUNED, tf32=True),
     DeltaOp(FlaOp("chunk_gated_delta_rule", "gated-delta-rule", "fla.ops.gated_delta_rule.chunk",
-                  "chunk_gated_delta_rule", Traits(accumulate=None, cumsum="chunk", chunk_size=64),
+                  "chunk_gated_delta_rule", Traits(accumulate=None, cumsum="chunk", chunk_size=64, saves="input"),
                   _DELTA_FEATURES,
                   "chunk-local float32 cumsum of g (64 steps, base 2), gated WY form in chunks of 64, state carried "
                   "in float32 but rounded to the input dtype for every tl.dot", adapt=_gated_delta_signature),
@@ -527,7 +537,8 @@ DELTA_OPS = (
                   "final_state float32; no backward (fla raises NotImplementedError)",
                   adapt=_gated_delta_signature)),
     DeltaOp(FlaOp("chunk_gated_delta_product", "delta-product", "fla.ops.gated_delta_product.chunk",
-                  "chunk_gated_delta_product", Traits(accumulate=None, cumsum="chunk", chunk_size=64),
+                  "chunk_gated_delta_product", Traits(accumulate=None, cumsum="chunk", chunk_size=64,
+                                                      saves="input"),
                   _DELTA_FEATURES,
                   "the gated delta rule's WY form in chunks of 64 sub-steps on the sequence interleaved to T·n_h "
                   "(gate at sub-step 0), its own state/output kernels for n_h sub-steps per token; refuses float32",

@@ -6,6 +6,8 @@
 * :func:`dtype_runnable`: a tiny cached self-test of the backend for one dtype (an elementwise kernel and a 16×16
   ``tl.dot``).  A dtype the backend computes wrongly is reported with the measured errors, so properties skip it
   with a reason instead of blaming the kernel under test (the interpreter mishandles bfloat16).
+* :func:`observe_triton_launches`: a context manager recording every Triton kernel launch made inside it — how a
+  target is found to be a Triton target (at run time, not from its source).
 * :func:`pin_autotune` / :func:`autotune_configs`: the interpreter cannot benchmark (the autotuner raises "0 active
   drivers"), and checking each config separately needs one config at a time.  Only ``Autotuner.configs`` and the
   ``.fn`` chain are relied on, which hold across Triton 3.x.
@@ -86,27 +88,41 @@ def _dtype_runnable(dtype: torch.dtype, backend: str) -> tuple[bool, str | None]
         n = 37
         # values exactly representable in every float dtype (small integers and halves): x*2 is exact
         x = (torch.randint(-64, 64, (n,), generator=gen).double() / 2).to(dtype).to(dev)
-        y = torch.full_like(x, float("nan"))
-        times_two[(1,)](x, y, n, BLOCK=64)
-        elem_err = float((y.double() - 2 * x.double()).abs().max().nan_to_num(float("inf")).cpu())
-        dot_err, dot_tol = 0.0, 0.0
-        if dtype != torch.float64:
-            N = 16
-            a = (torch.randint(-8, 8, (N, N), generator=gen).double() / 4).to(dtype).to(dev)
-            b = (torch.randint(-8, 8, (N, N), generator=gen).double() / 4).to(dtype).to(dev)
-            c = torch.full((N, N), float("nan"), dtype=torch.float32, device=dev)
-            dot16[(1,)](a, b, c, N=N)
-            ref = a.double() @ b.double()
-            scale = float((a.double().abs() @ b.double().abs()).max().cpu())
-            dot_err = float((c.double() - ref).abs().max().nan_to_num(float("inf")).cpu())
-            # fp32 accumulation of N exact products: N·u₃₂ relative to Σ|a||b| (here every partial sum is exact)
-            dot_tol = N * unit_roundoff(torch.float32) * scale
-        if elem_err == 0.0 and dot_err <= dot_tol:
-            return True, None
-        return False, (f"{name} is broken on this Triton backend ({backend}): "
-                       f"self-test elementwise err={elem_err:.3g}, dot err={dot_err:.3g}")
+        N = 16
+        a = (torch.randint(-8, 8, (N, N), generator=gen).double() / 4).to(dtype).to(dev)
+        b = (torch.randint(-8, 8, (N, N), generator=gen).double() / 4).to(dtype).to(dev)
     except Exception as exc:  # noqa: BLE001 — reported, never raised
         return False, f"{name} cannot run on this Triton backend ({backend}): {type(exc).__name__}: {exc}"
+
+    def elementwise():
+        y = torch.full_like(x, float("nan"))
+        times_two[(1,)](x, y, n, BLOCK=64)
+        return float((y.double() - 2 * x.double()).abs().max().nan_to_num(float("inf")).cpu()), 0.0
+
+    def dot():
+        c = torch.full((N, N), float("nan"), dtype=torch.float32, device=dev)
+        dot16[(1,)](a, b, c, N=N)
+        ref = a.double() @ b.double()
+        scale = float((a.double().abs() @ b.double().abs()).max().cpu())
+        # fp32 accumulation of N exact products: N·u₃₂ relative to Σ|a||b| (here every partial sum is exact)
+        return float((c.double() - ref).abs().max().nan_to_num(float("inf")).cpu()), \
+            N * unit_roundoff(torch.float32) * scale
+
+    # each part is measured on its own, so one that raises (Triton 3.6's interpreter cannot build a bfloat16
+    # constant for x*2) does not hide the other's error (its bfloat16 16×16 tl.dot is off by 2.5e10)
+    parts, ok = [], True
+    for label, part in [("elementwise", elementwise)] + ([("dot", dot)] if dtype != torch.float64 else []):
+        try:
+            err, tol = part()
+        except Exception as exc:  # noqa: BLE001 — reported, never raised
+            parts.append(f"{label} raised {type(exc).__name__}: {exc}")
+            ok = False
+            continue
+        parts.append(f"{label} err={err:.3g}")
+        ok = ok and err <= tol
+    if ok:
+        return True, None
+    return False, f"{name} is broken on this Triton backend ({backend}): self-test " + ", ".join(parts)
 
 
 def dtype_runnable(dtype: torch.dtype) -> tuple[bool, str | None]:
@@ -115,6 +131,83 @@ def dtype_runnable(dtype: torch.dtype) -> tuple[bool, str | None]:
         return _dtype_runnable(dtype, backend_name())
     except Exception as exc:  # noqa: BLE001
         return False, f"{dtype} self-test failed: {type(exc).__name__}: {exc}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# observing launches
+# --------------------------------------------------------------------------------------------------------------------
+
+class Launches:
+    """What :func:`observe_triton_launches` saw: ``launched`` (any kernel launch), ``count`` (launches),
+    ``kernels`` (their names, in order, without repeats), ``available`` (whether Triton could be imported at all)."""
+
+    def __init__(self, available: bool):
+        self.available = available
+        self.kernels: list[str] = []
+        self.count = 0  # launches, repeats included
+
+    @property
+    def launched(self) -> bool:
+        return bool(self.kernels)
+
+    def _saw(self, fn) -> None:
+        self.count += 1
+        name = getattr(getattr(fn, "fn", None), "__name__", None) or getattr(fn, "__name__", None) or repr(fn)
+        if name not in self.kernels:
+            self.kernels.append(name)
+
+
+def _launch_classes() -> list:
+    """The classes whose ``run`` launches a kernel in Triton 3.x: ``JITFunction`` (compiled) and the interpreter's
+    ``InterpretedFunction`` (``TRITON_INTERPRET=1``).  Autotuners and heuristics end in one of these."""
+    from triton.runtime.jit import JITFunction
+
+    classes = [JITFunction]
+    try:
+        from triton.runtime.interpreter import InterpretedFunction
+
+        classes.append(InterpretedFunction)
+    except ImportError:  # a Triton without the interpreter
+        pass
+    return classes
+
+
+@contextlib.contextmanager
+def observe_triton_launches():
+    """Within the context, every Triton kernel launch (``kernel[grid](...)``, autotuned or not, compiled or
+    interpreted; warm-up compilations excluded) is recorded on the yielded :class:`Launches`.  Whether a target is a
+    Triton target is decided by this, at run time — not by what its source file mentions: a function that imports
+    triton lazily is seen, and a pure-torch function in a file that imports triton is not.  Patches ``run`` on the
+    launch classes (restored on exit; nesting is fine).  Without Triton installed nothing can launch: ``launched``
+    stays False and ``available`` is False."""
+    try:
+        classes = _launch_classes()
+    except Exception:  # noqa: BLE001 — no (importable) Triton: nothing can launch
+        yield Launches(available=False)
+        return
+    seen = Launches(available=True)
+    saved = []
+
+    def wrap(orig):
+        @functools.wraps(orig)
+        def run(self, *args, **kwargs):
+            if not kwargs.get("warmup", False):
+                seen._saw(self)
+            return orig(self, *args, **kwargs)
+
+        return run
+
+    try:
+        for cls in classes:
+            orig = cls.__dict__.get("run")
+            if orig is None:
+                continue
+            saved.append((cls, orig))
+            cls.run = wrap(orig)
+        yield seen
+    finally:
+        for cls, orig in reversed(saved):
+            cls.run = orig
 
 
 # --------------------------------------------------------------------------------------------------------------------

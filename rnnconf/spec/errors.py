@@ -22,8 +22,14 @@ where
     each contribution carries a relative error u·(|log| of its factors): they are charged u·c_log·E_t with E_t the
     oracle's log-value shadow E_t = a_t E_{t−1} + |b_t|·ℓ_t (+ |h_t|·|log|h_t|| for the final exp).
 
+  * gradients of a form whose backward re-reads activations it saved rounded (``Traits.saves``, e.g. the forward's
+    output in the input dtype) add u_s·mag: each re-read value carries relative error u_s, an input perturbation of
+    the backward (derived in the ``gradients`` property, :mod:`rnnconf.properties.checks`).
+
 Which terms apply depends on how a form evaluates: that is declared on the form as :class:`Traits`.  A target whose
-traits are unknown (a third-party kernel) is judged under :data:`ANY_TRAITS`, the most permissive derived model.
+traits are unknown (a third-party kernel) is judged under :data:`ANY_TRAITS`, which charges every term any built-in
+form is charged, each at its largest (a meta-test judges every built-in form under it).  A third party declares its
+traits with :func:`rnnconf.declare` or ``--traits`` (:func:`parse_traits`).
 """
 from __future__ import annotations
 
@@ -59,7 +65,12 @@ class Traits:
     ``accumulate``: the least precision the form accumulates in, e.g. ``"float32"`` for a kernel that upcasts half
     inputs (``None``: the input dtype).  ``cumsum``: ``"none"`` (never
     forms a cumulative sum of log-gates), ``"chunk"`` (within chunks of ``chunk_size``), ``"full"`` (over the whole
-    sequence, e.g. a log-space scan).  ``matmul``: ``"ieee"`` or ``"tf32"`` for ``tl.dot``.
+    sequence, e.g. a log-space scan).  ``chunk_size``: the length of the chunks a chunkwise form solves (WY/UT
+    conditioning, within-chunk sums); :data:`ANY_CHUNK` means "one chunk as long as the sequence", which dominates
+    every chunk size (see :data:`ANY_TRAITS`).  ``matmul``: ``"ieee"`` or ``"tf32"`` for ``tl.dot``.
+    ``saves``: the dtype in which the backward re-reads activations it saved in the forward (``"input"``: the input
+    dtype, e.g. fla's hgrn backward reading the stored output o as h_{t−1}; ``None``: it recomputes them, or keeps
+    them at least at the accumulation precision).  Charged by :func:`saved_u` (see the ``gradients`` property).
     """
 
     accumulate: str | None = None
@@ -67,6 +78,10 @@ class Traits:
     chunk_size: int | None = None
     matmul: str = "ieee"
     log_values: bool = False  # holds values as logarithms (log-space scans): charged u·c_log·(log-value shadow)
+    saves: str | None = None  # dtype of the activations the backward re-reads: None, "input" or a dtype name
+    # the reduction order depends on the inputs' memory layout (strides): non-contiguous inputs may then differ from
+    # contiguous ones by rounding, judged within the bound instead of bitwise (the strided-inputs property)
+    layout_dependent: bool = False
 
     def with_(self, **kw) -> "Traits":
         return replace(self, **kw)
@@ -74,16 +89,110 @@ class Traits:
     def describe(self) -> str:
         parts = [f"accumulate={self.accumulate or 'input dtype'}", f"cumsum={self.cumsum}"]
         if self.chunk_size:
-            parts.append(f"chunk={self.chunk_size}")
+            parts.append("chunk=any" if self.chunk_size >= ANY_CHUNK else f"chunk={self.chunk_size}")
         if self.matmul != "ieee":
             parts.append(f"matmul={self.matmul}")
         if self.log_values:
             parts.append("log-values")
+        if self.saves:
+            parts.append(f"saves={self.saves}")
         return ", ".join(parts)
 
 
+def saved_u(dtype: torch.dtype, traits: Traits) -> float:
+    """Relative error of one activation the backward re-reads: the unit roundoff of ``traits.saves`` (the input
+    dtype for ``"input"``), 0 when it saves nothing rounded."""
+    if not traits.saves:
+        return 0.0
+    return unit_roundoff(dtype if traits.saves == "input" else traits.saves)
+
+
+ANY_CHUNK = 2**31  # "a chunk as long as the sequence": every chunk-length term is taken at min(chunk, T) = T
+
 SEQUENTIAL_TRAITS = Traits(cumsum="none")
-ANY_TRAITS = Traits(accumulate=None, cumsum="full")
+# The model of a target that declares nothing: every term any built-in form is charged, each at its largest —
+# accumulation in the input dtype (u_acc = u_in ≥ any declared accumulation's), cumulative log-gate sums over the
+# whole sequence (depth t+1 ≥ min(t+1, C)), the log-value shadow (log-space forms), chunk conditioning of one chunk
+# spanning the sequence (for a unit lower-triangular M, every contiguous chunk's block is a principal diagonal block
+# of the whole: ‖M_c‖∞ ≤ ‖M‖∞ and (M_c)⁻¹ = (M⁻¹)_c, so κ_∞ and the within-chunk sums only grow), and a backward that
+# re-reads activations saved in the input dtype.  matmul stays "ieee": no built-in form computes in TF32, and a TF32
+# kernel says so (``matmul=tf32``) rather than loosening every float32 verdict by 2¹³.
+# An unknown kernel's reduction order may depend on its inputs' layout (layout_dependent: strided inputs are judged
+# within the bound, not bitwise).
+ANY_TRAITS = Traits(accumulate=None, cumsum="full", chunk_size=ANY_CHUNK, log_values=True, saves="input",
+                    layout_dependent=True)
+
+TRAIT_VALUES = {
+    "accumulate": ("input", "float64", "float32", "float16", "bfloat16"),
+    "cumsum": ("none", "chunk", "full"),
+    "matmul": ("ieee", "tf32"),
+    "saves": ("none", "input", "float64", "float32", "float16", "bfloat16"),
+    "log_values": ("true", "false"),
+    "layout_dependent": ("true", "false"),
+    "chunk_size": ("a positive integer", "any"),
+}
+
+
+def parse_traits(spec: "str | dict | Traits | None", base: Traits = ANY_TRAITS) -> Traits:
+    """Traits from ``"accumulate=float32,cumsum=chunk,chunk_size=64,matmul=tf32,saves=float16"`` or the same as a
+    dict (values may be Python objects: ``None``, ``True``, ints); keys not given keep ``base``'s value (by default
+    :data:`ANY_TRAITS`: what a target does not declare is assumed at its most permissive).  Raises ``ValueError``
+    with a one-line message naming the bad key or value and the accepted ones."""
+    if spec is None:
+        return base
+    if isinstance(spec, Traits):
+        return spec
+    if isinstance(spec, str):
+        items = {}
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            k, eq, v = part.partition("=")
+            if not eq or not k.strip() or not v.strip():
+                raise ValueError(f"expected KEY=VALUE in traits, got {part!r}")
+            items[k.strip().replace("-", "_")] = v.strip()
+    elif isinstance(spec, dict):
+        items = {str(k).replace("-", "_"): v for k, v in spec.items()}
+    else:
+        raise ValueError(f"traits must be a string, dict or Traits, got {type(spec).__name__}")
+    kw = {}
+    for k, v in items.items():
+        if k not in TRAIT_VALUES:
+            raise ValueError(f"unknown trait {k!r}; known: {', '.join(TRAIT_VALUES)}")
+        text = str(v).strip().lower() if v is not None else "none"
+        if k == "chunk_size":
+            if text == "any":
+                kw[k] = ANY_CHUNK
+                continue
+            if text == "none":
+                kw[k] = None
+                continue
+            try:
+                n = int(text)
+            except ValueError:
+                n = 0
+            if n < 1 or isinstance(v, bool):
+                raise ValueError(f"trait chunk_size: expected a positive integer or 'any', got {v!r}")
+            kw[k] = n
+            continue
+        if k in ("log_values", "layout_dependent"):
+            if isinstance(v, bool) or text in ("true", "false", "1", "0", "yes", "no"):
+                kw[k] = v if isinstance(v, bool) else text in ("true", "1", "yes")
+                continue
+            raise ValueError(f"trait {k}: expected true or false, got {v!r}")
+        ok = TRAIT_VALUES[k] + (("none",) if k == "accumulate" else ())
+        if text not in ok:
+            raise ValueError(f"trait {k}: expected one of {', '.join(TRAIT_VALUES[k])}, got {v!r}")
+        if k == "accumulate":
+            kw[k] = None if text in ("input", "none") else text
+        elif k == "saves":
+            kw[k] = None if text == "none" else text
+        else:
+            kw[k] = text
+    out = replace(base, **kw)
+    if out.cumsum == "chunk" and not out.chunk_size:
+        raise ValueError("trait cumsum=chunk needs chunk_size (e.g. chunk_size=64)")
+    return out
 
 
 @dataclass(frozen=True)

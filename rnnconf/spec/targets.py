@@ -46,7 +46,8 @@ class Target:
 
     @property
     def id(self) -> str:
-        return f"{self.spec_id}/{self.name}"
+        """``spec/name``; a name that is itself a path (a ``path/to/file.py:fn`` target) is shown as given."""
+        return self.name if "/" in self.name else f"{self.spec_id}/{self.name}"
 
     def skip_reason(self, prop: str, dtype: torch.dtype | None = None) -> str | None:
         for s in self.skips:
