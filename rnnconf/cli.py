@@ -2,18 +2,21 @@
 
     rnnconf list
     rnnconf check --spec ID --impl TARGET [--device cpu|cuda] [--profile ci|dev|gpu|fuzz] [--examples N]
-                  [--report DIR] [--isolate] [--timeout SECONDS] [--property NAME ...]
-    rnnconf check --builtin [--spec ID] [--report DIR] [...]
+                  [--budget SECONDS] [--report DIR] [--no-isolate] [--timeout SECONDS] [--property NAME ...]
+                  [--verbose]
+    rnnconf check --builtin [--spec ID] [--report DIR] [--jobs N] [...]
     rnnconf fuzz  --spec ID --impl TARGET --time 10m [--report DIR] [--device cpu|cuda] [--timeout SECONDS]
     rnnconf report DIR
 
 TARGET is ``package.module:function``, ``path/to/file.py:function``, a known adapter name (``rnnconf list``) or a
-built-in form of the spec (``sequential`` or ``hgrn/sequential``); see :mod:`rnnconf.targets_resolve`.
+built-in form of the spec (``sequential`` or ``hgrn/sequential``); see :mod:`rnnconf.targets_resolve`.  How one
+target is run — smoke call first, a supervised worker by default, time boxes, a hang ending the target's calls — is
+:mod:`rnnconf.session`; what is printed is :mod:`rnnconf.progress` (a live line on stderr, results on stdout).
 
 Exit status: 0 — every required property passed (not-applicable ones aside); 1 — at least one required property
-failed or errored (errored includes a target that raised, hung past ``--timeout``, or crashed an ``--isolate`` worker,
-and any rnnconf-internal error: none of these is ever a pass); 2 — usage error (unknown spec, unimportable target,
-missing function, bad option), reported in one line on stderr.
+failed, errored (the target raised, hung past ``--timeout``, or rnnconf itself errored), crashed (its worker died),
+was not run after a hang, or the target was uncallable (``--fail-on`` narrows which failure classes count); 2 —
+usage error (unknown spec, unimportable target, missing function, bad option), reported in one line on stderr.
 
 A *skipped* verdict (something that could not be judged here, e.g. bfloat16 under the Triton interpreter) never
 counts as passed: it shows in the table and keeps the badge grey ("incomplete"), but it does not by itself make the
@@ -34,12 +37,21 @@ import sys
 import time
 from pathlib import Path
 
+from .progress import Out
+from .session import STATUS_SHORT  # noqa: F401  (re-exported: older callers import them here)
+from .session import short as _short
 from .targets_resolve import UsageError  # one-line problems with the command: exit status 2
 
 PROFILE_NAMES = ("ci", "dev", "gpu", "fuzz")
-STATUS_SHORT = {"passed": "passed", "failed": "FAILED", "errored": "ERRORED", "skipped": "skipped",
-                "not-applicable": "n/a"}
-DTYPES = ("float64", "float32", "float16", "bfloat16")
+# Time: a one-off check of someone's kernel draws up to CHECK_EXAMPLES examples per property, time-boxed at
+# CHECK_BUDGET_S each; --builtin (the main job) keeps the profile's count (10 for ci, derandomized) under a box it
+# does not normally reach.  The per-call timeout is far above the slowest built-in call at ci sizes (measured:
+# SLOWEST_CI_CALL_S, a Triton kernel under the interpreter), so only a hang reaches it.
+CHECK_EXAMPLES = 50
+CHECK_BUDGET_S = 15.0
+BUILTIN_BUDGET_S = 60.0
+DEFAULT_TIMEOUT_S = 300.0
+SLOWEST_CI_CALL_S = 31.0  # delta-product/triton-fused forward at B=2 T=32 H=2 K=V=16 N=3, interpreter, loaded 2 cores
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "error.  Skipped (not judged) never counts as passed; it shows in the report and badge.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{list,check,fuzz,report}")
 
-    sub.add_parser("list", help="specs and known adapters (with availability), built-in forms")
+    ls = sub.add_parser("list", help="specs and known adapters (with availability), built-in forms")
+    ls.add_argument("--spec", help="show this spec's properties with their statements")
 
     c = sub.add_parser("check", help="run every property against one target (or every built-in one)")
     c.add_argument("--spec", help="spec id (rnnconf list)")
@@ -105,11 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--builtin", action="store_true", help="check every built-in form and kernel (of --spec, if given)")
     _common(c)
     c.add_argument("--profile", choices=PROFILE_NAMES, default="ci", help="Hypothesis profile (default: ci)")
-    c.add_argument("--examples", type=_positive_int, metavar="N", help="examples per property (default: profile's)")
+    c.add_argument("--examples", type=_positive_int, metavar="N",
+                   help=f"examples per property, not time-boxed unless --budget is given (default: --impl "
+                        f"{CHECK_EXAMPLES}, time-boxed; --builtin the profile's, {'10'} for ci)")
+    c.add_argument("--budget", type=_positive_float, metavar="SECONDS",
+                   help=f"time box per property: no example starts after it, and one still running at twice it is "
+                        f"stopped (isolated runs); the report says how many examples ran (default: --impl "
+                        f"{CHECK_BUDGET_S:g} s, --builtin {BUILTIN_BUDGET_S:g} s; none with --examples)")
     c.add_argument("--report", metavar="DIR", help="report directory (default reports/<spec>/<target>; with "
                                                   "--builtin the root, default reports)")
-    c.add_argument("--isolate", action="store_true", help="run each property in a worker subprocess: a crash or a "
-                                                         "hang in C code becomes an errored verdict")
+    _isolation(c)
+    c.add_argument("--jobs", type=_positive_int, metavar="N",
+                   help="--builtin: targets checked in parallel, one worker each (default: min(2, CPUs); 1 with "
+                        "--no-isolate)")
+    c.add_argument("--verbose", "-v", action="store_true", help="a line per property and the full table per target")
     c.add_argument("--property", action="append", metavar="NAME", dest="properties",
                    help="only this property (repeatable)")
 
@@ -119,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--time", required=True, type=parse_duration, metavar="DURATION", help="e.g. 10m, 90s, 1h")
     f.add_argument("--report", metavar="DIR", help="report directory (default reports/fuzz/<spec>/<target>)")
     _common(f)
+    _isolation(f)
+    f.add_argument("--verbose", "-v", action="store_true", help="the full verdict table at the end")
     f.add_argument("--property", action="append", metavar="NAME", dest="properties",
                    help="only this property (repeatable)")
 
@@ -130,7 +154,58 @@ def build_parser() -> argparse.ArgumentParser:
 def _common(sp):
     sp.add_argument("--device", choices=("cpu", "cuda"), help="where inputs live (default: the profile's, cpu)")
     sp.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
-                    help="per-call timeout (default RNNCONF_CALL_TIMEOUT or 300)")
+                    help=f"per-call timeout: a call past it is a hang (errored), and the target is not called again "
+                         f"(default RNNCONF_CALL_TIMEOUT or {DEFAULT_TIMEOUT_S:g} s; the slowest built-in call at ci "
+                         f"sizes takes {SLOWEST_CI_CALL_S:g} s)")
+    sp.add_argument("--dtypes", type=_claim_arg("dtypes"), metavar="LIST",
+                    help="the dtypes the target claims, e.g. float32,float16 (others are not judged: 'not claimed')")
+    sp.add_argument("--traits", type=_claim_arg("traits"), metavar="K=V,...",
+                    help="error-model traits the target declares, e.g. accumulate=float32,cumsum=chunk,chunk_size=64,"
+                         "matmul=tf32,saves=float16 (undeclared ones: ANY_TRAITS')")
+    sp.add_argument("--fail-on", type=_fail_on_arg, metavar="CLASSES", dest="fail_on",
+                    help="failure classes that make the exit status 1 (default: all): defect,dtype-contract,precision")
+
+
+def _isolation(sp):
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--no-isolate", dest="isolate", action="store_false",
+                   help="run in this process (faster start; a segfault then ends the run without a report)")
+    g.add_argument("--isolate", dest="isolate", action="store_true",
+                   help="the default: properties run in a supervised worker process, so a crash is a 'crashed' "
+                        "verdict and a hang in C code is killed")
+    sp.set_defaults(isolate=True)
+
+
+def _claim_arg(key):
+    def parse(s: str):
+        from .declare import DeclarationError, claims_from
+
+        try:
+            claims_from({key: s}, "command line")
+        except DeclarationError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return s
+
+    parse.__name__ = key  # argparse names the option's type in its message
+    return parse
+
+
+FAILURE_CLASSES = ("defect", "dtype-contract", "precision")
+
+
+def _fail_on_arg(s: str) -> frozenset:
+    got = [c.strip() for c in s.split(",") if c.strip()]
+    bad = [c for c in got if c not in FAILURE_CLASSES]
+    if not got or bad:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(FAILURE_CLASSES)}, got {s!r}")
+    return frozenset(got)
+
+
+def _claims(args):
+    """The command line's claims (``--dtypes``, ``--traits``) for :func:`rnnconf.targets_resolve.resolve`."""
+    from .targets_resolve import cli_claims
+
+    return cli_claims(getattr(args, "dtypes", None), getattr(args, "traits", None))
 
 
 # ---- environment ---------------------------------------------------------------------------------------------------
@@ -149,158 +224,11 @@ def _setup_device(args, profile_name: str) -> str:
 
 def _timeout(args) -> float:
     from .isolate import set_call_timeout
-    from .properties import calling
 
-    t = args.timeout if getattr(args, "timeout", None) else calling.CALL_TIMEOUT_S
+    t = args.timeout if getattr(args, "timeout", None) else float(os.environ.get("RNNCONF_CALL_TIMEOUT")
+                                                                   or DEFAULT_TIMEOUT_S)
     set_call_timeout(t)
     return t
-
-
-# ---- output --------------------------------------------------------------------------------------------------------
-class Out:
-    def __init__(self, stream=None):
-        self.s = stream or sys.stdout
-        self.tty = hasattr(self.s, "isatty") and self.s.isatty()
-        self._live = False
-
-    def line(self, text: str = ""):
-        if self._live:
-            self.s.write("\r\033[K")
-            self._live = False
-        self.s.write(text + "\n")
-        self.s.flush()
-
-    def live(self, text: str):
-        if self.tty:
-            self.s.write("\r\033[K" + text)
-            self.s.flush()
-            self._live = True
-
-
-def _short(text: str, n: int = 160) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _fmt_verdict(v) -> str:
-    s = f"{STATUS_SHORT[v.status]:<8}"
-    if v.status in ("passed", "failed", "errored"):
-        s += f" {v.examples:>4} examples {v.seconds:7.1f} s"
-        if v.status == "passed" and v.worst_ratio:
-            s += f"  worst {v.worst_ratio:.3g}× bound"
-        elif v.status == "failed" and v.observed is not None and v.bound:
-            s += f"  {v.observed / v.bound:.3g}× bound"
-    elif v.reason:
-        s += f" {_short(v.reason, 90)}"
-    return s
-
-
-# ---- one target -----------------------------------------------------------------------------------------------------
-def run_target(spec, resolved, *, items, profile, device, examples, isolate, timeout, out: Out, variants=()):
-    """Run every item; returns (verdicts [(Item, Verdict)], measurements, started, finished)."""
-    from .isolate import Worker, run_item
-
-    target = resolved.target
-    vmap = {lab: t for lab, t in variants if lab}
-    started = time.time()
-    results, meas = [], []
-    worker = Worker(spec.id, resolved.canonical, device, profile.name, timeout, examples,
-                    name=target.name) if isolate else None
-    width = max((len(it.display) for it in items), default=10)
-    try:
-        for i, it in enumerate(items, 1):
-            head = f"  [{i:>{len(str(len(items)))}}/{len(items)}] {it.display:<{width}} {it.dtype:<9}"
-
-            def progress(n, head=head):
-                out.live(f"{head} … {n} examples")
-
-            out.live(f"{head} …")
-            if worker is not None:
-                o = worker.run(it, on_example=progress)
-            else:
-                o = run_item(it, spec, target, profile, max_examples=examples, variants=vmap, on_example=progress)
-            v = o.verdict
-            results.append((it, v))
-            meas += o.measurements
-            out.line(f"{head} {_fmt_verdict(v)}")
-            if v.status in ("failed", "errored"):
-                out.line(f"      {_short(v.reason, 300)}")
-    finally:
-        if worker is not None:
-            worker.close()
-    return results, meas, started, time.time()
-
-
-def _verdict_table(results, out: Out):
-    rows: dict[str, dict] = {}
-    for it, v in results:
-        rows.setdefault(it.display, {})[it.dtype] = v.status
-    dts = [d for d in DTYPES if any(d in r for r in rows.values())]
-    w = max([len(k) for k in rows] + [8])
-    out.line()
-    out.line((f"  {'property':<{w}}  " + "  ".join(f"{d:<9}" for d in dts)).rstrip())
-    out.line(f"  {'-' * w}  " + "  ".join("-" * 9 for _ in dts))
-    for name, r in rows.items():
-        out.line((f"  {name:<{w}}  " + "  ".join(f"{STATUS_SHORT.get(r.get(d, ''), ''):<9}" for d in dts)).rstrip())
-
-
-def _summary_line(doc) -> str:
-    s = doc["summary"]
-    c = s["counts"]
-    return (f"{c['passed']} passed, {c['failed']} failed, {c['errored']} errored, {c['skipped']} skipped, "
-            f"{c['not-applicable']} not applicable — required {s['required_passed']}/{s['required_total']} passed "
-            f"[{s['outcome']}]")
-
-
-def finish_target(spec, resolved, results, meas, started, finished, *, report_dir, profile, device, timeout,
-                  isolate, command, out: Out, target_arg: str, extra=None):
-    """Write reproducers and the report for one target; print the table.  Returns (doc, exit_code)."""
-    from .reports import build_report, write_report
-    from .reproducer import write_reproducer
-
-    target = resolved.target
-    report_dir = Path(report_dir)
-    repros = {}
-    for it, v in results:
-        if v.status in ("failed", "errored"):
-            try:
-                got = write_reproducer(v, report_dir, item=it, target=resolved.canonical, name=target.name,
-                                       device=device,
-                                       profile=profile.name, timeout=timeout, command=command)
-            except Exception as e:  # noqa: BLE001  (an example torch cannot save: say so, keep the report)
-                out.line(f"  (could not save the counterexample of {it.key}: {type(e).__name__}: {e})")
-                got = None
-            if got:
-                repros[it.key] = {"reproducer": got[0].name, "counterexample": f"counterexamples/{got[1].name}"}
-    traits = target.traits.describe()
-    if resolved.origin in ("module", "file"):
-        traits += " (ANY_TRAITS: the most permissive derived error model — the target declares no traits)"
-    ex = {"target_string": target_arg, "resolved_as": resolved.origin, "rebuild_with": resolved.canonical,
-          "notes": list(resolved.notes), "doc": target.doc, "supports": sorted(target.supports),
-          "dtypes": [str(d).replace("torch.", "") for d in target.dtypes], "command": command,
-          "isolate": bool(isolate), "call_timeout_s": timeout, "reproducers": repros, "measurements": meas}
-    ex.update(extra or {})
-    verdicts = [v for _, v in results]
-    code = 1 if any(v.required and v.status in ("failed", "errored") for v in verdicts) else 0
-    try:
-        doc = build_report(verdicts, spec=spec, target_name=target.name, target_kind=target.kind, traits=traits,
-                           profile=profile.name, device=device, started=started, finished=finished, extra=ex)
-        paths = write_report(doc, report_dir)
-    except Exception as e:  # noqa: BLE001  (an rnnconf defect: say so, keep the verdicts, never pass)
-        _verdict_table(results, out)
-        out.line(f"  rnnconf internal error: could not write the report to {report_dir}: {type(e).__name__}: "
-                 f"{_short(e, 300)}")
-        return None, 1
-    _verdict_table(results, out)
-    out.line()
-    out.line(f"  {target.id}: {_summary_line(doc)}")
-    for it, v in results:
-        if v.status in ("failed", "errored"):
-            out.line(f"  {STATUS_SHORT[v.status]} {it.display} ({it.dtype}): {_short(v.reason, 400)}")
-            if it.key in repros:
-                out.line(f"    reproducer: {report_dir / repros[it.key]['reproducer']}")
-    out.line(f"  report: {paths['html']}")
-    return doc, code
 
 
 # ---- commands -------------------------------------------------------------------------------------------------------
@@ -309,6 +237,8 @@ def cmd_list(args, out: Out) -> int:
         os.environ.setdefault("TRITON_INTERPRET", "1")
     from .registry import all_specs, builtin_forms
 
+    if getattr(args, "spec", None):
+        return _list_spec(args.spec, out)
     out.line("Specs:")
     for s in all_specs():
         out.line(f"  {s.id:<12} {s.paper:<20} {s.title}")
@@ -334,6 +264,33 @@ def cmd_list(args, out: Out) -> int:
     return 0
 
 
+def _list_spec(spec_id: str, out: Out) -> int:
+    """The properties of one spec (what every report of it shows), each with its statement; then the spec's
+    invariants that are checked on the oracle rather than on targets."""
+    import textwrap
+
+    from .properties import properties_for
+    from .targets_resolve import get_spec_or_usage
+
+    spec = get_spec_or_usage(spec_id)
+    props = properties_for(spec)
+    out.line(f"{spec.id}: {spec.title} ({spec.paper})")
+    out.line(f"  {spec.signature}")
+    out.line(f"Properties ({len(props)}; generic by the spec's structure, then its invariants):")
+    for p in props:
+        need = f" [needs {', '.join(sorted(p.requires))}]" if p.requires else ""
+        text = ("invariant: " if p.invariant else "") + p.statement(spec) + need
+        for i, ln in enumerate(textwrap.wrap(text, 90) or [""]):
+            out.line(f"  {p.name if i == 0 else '':<28} {ln}")
+    elsewhere = [i for i in spec.invariants if i.checked_by is not None]
+    if elsewhere:
+        out.line("Invariants checked elsewhere (on the oracle, or by a generic property):")
+        for inv in elsewhere:
+            for i, ln in enumerate(textwrap.wrap(f"{inv.statement} — {inv.checked_by}", 90)):
+                out.line(f"  {inv.name if i == 0 else '':<28} {ln}")
+    return 0
+
+
 def _cuda_quick() -> bool:
     try:
         import torch
@@ -352,15 +309,18 @@ def _profile(name: str, device: str):
     return p if p.device == device else dataclasses.replace(p, device=device)
 
 
-def _check_properties(names):
+def _check_properties(names, spec=None):
     if not names:
         return None
-    from .properties import invariants  # noqa: F401  (registers the spec-specific properties)
-    from .properties.checks import PROPERTIES
+    from .properties.checks import PROPERTIES, properties_for
 
     unknown = [n for n in names if n not in PROPERTIES]
     if unknown:
         raise UsageError(f"unknown property {unknown[0]!r}; known: {', '.join(PROPERTIES)}")
+    if spec is not None and (alien := [n for n in names if PROPERTIES[n].not_concerning(spec)]):
+        raise UsageError(f"property {alien[0]!r} does not concern spec {spec.id} "
+                         f"({PROPERTIES[alien[0]].not_concerning(spec)}); its properties: "
+                         f"{', '.join(p.name for p in properties_for(spec))} (rnnconf list --spec {spec.id})")
     return list(names)
 
 
@@ -368,6 +328,21 @@ def _command_line(argv) -> str:
     import shlex
 
     return "rnnconf " + " ".join(shlex.quote(a) for a in argv)
+
+
+def _budget(args, default: float) -> float | None:
+    """Seconds per property: ``--budget``; with ``--examples`` alone the count is pinned, not time-boxed."""
+    if getattr(args, "budget", None):
+        return args.budget
+    return None if args.examples else default
+
+
+def _header(out, what: str, resolved, n_items: int, profile, device, isolate, timeout, examples, budget):
+    t = resolved.target
+    box = f"time box {budget:g} s per property" if budget else "not time-boxed"
+    out.line(f"rnnconf {what}: {t.id} ({t.kind}; {resolved.origin}) — {n_items} items, profile {profile.name}, "
+             f"device {device}, {'isolated' if isolate else 'in this process'}, per-call timeout {timeout:g} s, "
+             f"≤ {examples} examples per property ({box})")
 
 
 def cmd_check(args, out: Out, argv) -> int:
@@ -380,12 +355,14 @@ def cmd_check(args, out: Out, argv) -> int:
     device = _setup_device(args, args.profile)
     timeout = _timeout(args)
     from .isolate import plan
+    from .progress import Live
     from .reproducer import safe_name
+    from .session import finish_target, print_summary, run_target, target_line
     from .targets_resolve import autotune_variants, get_spec_or_usage, resolve
 
     spec = get_spec_or_usage(args.spec)
-    resolved = resolve(spec.id, args.impl, device)
-    only = _check_properties(args.properties)
+    resolved = resolve(spec.id, args.impl, device, claims=_claims(args), observe=False)
+    only = _check_properties(args.properties, spec)
     variants = []
     if resolved.origin == "adapter":
         try:
@@ -393,19 +370,28 @@ def cmd_check(args, out: Out, argv) -> int:
         except Exception as e:  # noqa: BLE001
             out.line(f"  (autotune variants unavailable: {type(e).__name__}: {e})")
     profile = _profile(args.profile, device)
+    examples = args.examples or CHECK_EXAMPLES
+    budget = _budget(args, CHECK_BUDGET_S)
     items = plan(spec, resolved.target, variants, only=only, examples=args.examples)
     report_dir = Path(args.report) if args.report else Path("reports") / spec.id / safe_name(resolved.target.name)
-    out.line(f"rnnconf check: {resolved.target.id} ({resolved.target.kind}; {resolved.origin}) — {len(items)} "
-             f"items, profile {profile.name}, device {device}"
-             + (", isolated" if args.isolate else "") + f", per-call timeout {timeout:g} s")
+    _header(out, "check", resolved, len(items), profile, device, args.isolate, timeout, examples, budget)
     for n in resolved.notes:
         out.line(f"  note: {n}")
-    results, meas, started, finished = run_target(spec, resolved, items=items, profile=profile, device=device,
-                                                  examples=args.examples, isolate=args.isolate, timeout=timeout,
-                                                  out=out, variants=variants)
-    _, code = finish_target(spec, resolved, results, meas, started, finished, report_dir=report_dir,
-                            profile=profile, device=device, timeout=timeout, isolate=args.isolate,
-                            command=_command_line(argv), out=out, target_arg=args.impl)
+    t0 = time.perf_counter()
+    with Live(len(items), 1) as live:
+        slot = live.slot(1, resolved.target.id, len(items))
+        run = run_target(spec, resolved, items=items, profile=profile, device=device, examples=examples,
+                         isolate=args.isolate, timeout=timeout, out=out, variants=variants, budget=budget, slot=slot,
+                         verbose=args.verbose)
+        slot.close()
+    doc, code, paths = finish_target(spec, run, report_dir=report_dir, profile=profile, device=device,
+                                     timeout=timeout, isolate=args.isolate, command=_command_line(argv), out=out,
+                                     target_arg=args.impl, verbose=args.verbose, fail_on=getattr(args, "fail_on", None),
+                                     extra={"budget_s": budget, "max_examples": examples})
+    if doc is not None:
+        out.line(target_line(doc, paths["html"]))
+        print_summary([(doc, report_dir)], out, time.perf_counter() - t0)
+        out.line(f"report: {paths['html']}")
     if not args.report:  # the default layout reports/<spec>/<target>: keep reports/index.* current
         write_index(Path("reports"))
     return code
@@ -414,46 +400,75 @@ def cmd_check(args, out: Out, argv) -> int:
 def cmd_check_builtin(args, out: Out, argv) -> int:
     device = _setup_device(args, args.profile)
     timeout = _timeout(args)
+    from concurrent.futures import ThreadPoolExecutor
+
     from .isolate import plan
+    from .progress import Live
     from .registry import builtin_forms
     from .reproducer import safe_name
+    from .session import finish_target, print_summary, run_target, target_line
     from .targets_resolve import Resolved, get_spec_or_usage
 
     if args.spec:
         get_spec_or_usage(args.spec)
+    if _claims(args) is not None:
+        raise UsageError("--dtypes/--traits state one --impl target's claims; built-in forms declare their own")
     only = _check_properties(args.properties)
     profile = _profile(args.profile, device)
     root = Path(args.report or "reports")
     targets = builtin_forms(args.spec)
     if not targets:
         raise UsageError(f"no built-in forms for spec {args.spec!r}")
-    t_all = time.perf_counter()
-    code, rows = 0, []
+    examples = args.examples or profile.max_examples
+    budget = _budget(args, BUILTIN_BUDGET_S)
+    jobs = 1 if not args.isolate else (args.jobs or max(1, min(2, os.cpu_count() or 1)))
+    plans = []
     for t in targets:
         spec = get_spec_or_usage(t.spec_id)
-        resolved = Resolved(t, "builtin", t.id)
-        items = plan(spec, t, (), only=only, examples=args.examples)
-        out.line(f"rnnconf check: {t.id} ({t.kind}) — {len(items)} items, profile {profile.name}, device {device}"
-                 + (", isolated" if args.isolate else ""))
-        results, meas, started, finished = run_target(spec, resolved, items=items, profile=profile, device=device,
-                                                      examples=args.examples, isolate=args.isolate, timeout=timeout,
-                                                      out=out)
-        doc, c = finish_target(spec, resolved, results, meas, started, finished,
-                               report_dir=root / spec.id / safe_name(t.name), profile=profile, device=device,
-                               timeout=timeout, isolate=args.isolate, command=_command_line(argv), out=out,
-                               target_arg=t.id)
-        code = max(code, c)
+        plans.append((spec, Resolved(t, "builtin", t.id), plan(spec, t, (), only=only, examples=args.examples)))
+    total = sum(len(p[2]) for p in plans)
+    box = f"time box {budget:g} s per property" if budget else "not time-boxed"
+    out.line(f"rnnconf check --builtin: {len(targets)} targets, {total} items, profile {profile.name}, device "
+             f"{device}, {'isolated' if args.isolate else 'in this process'}, {jobs} in parallel, per-call timeout "
+             f"{timeout:g} s, ≤ {examples} examples per property ({box})")
+    t_all = time.perf_counter()
+    entries, codes = [], []
+    done = {"n": 0}
+
+    def one(k, spec, resolved, items):
+        t = resolved.target
+        rd = root / spec.id / safe_name(t.name)
+        slot = live.slot(k, t.id, len(items))
+        try:
+            run = run_target(spec, resolved, items=items, profile=profile, device=device, examples=examples,
+                             isolate=args.isolate, timeout=timeout, out=out, budget=budget, slot=slot,
+                             verbose=args.verbose, threads=1 if jobs > 1 else None)
+        finally:
+            slot.close()
+        doc, c, paths = finish_target(spec, run, report_dir=rd, profile=profile, device=device, timeout=timeout,
+                                      isolate=args.isolate, command=_command_line(argv), out=out, target_arg=t.id,
+                                      verbose=args.verbose, fail_on=getattr(args, "fail_on", None),
+                                      extra={"budget_s": budget, "max_examples": examples})
+        codes.append(c)
+        done["n"] += 1
+        live.target_done(done["n"])
         if doc is not None:
-            rows.append(doc)
-        out.line()
+            entries.append((k, doc, rd))
+            out.line(target_line(doc, paths["html"]))
+
+    with Live(total, len(targets)) as live:
+        if jobs == 1:
+            for k, (spec, resolved, items) in enumerate(plans, 1):
+                one(k, spec, resolved, items)
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                for f in [pool.submit(one, k, *pl) for k, pl in enumerate(plans, 1)]:
+                    f.result()
     paths = write_index(root)
-    out.line(f"checked {len(targets)} built-in targets in {time.perf_counter() - t_all:.1f} s")
-    for doc in rows:
-        s = doc["summary"]
-        out.line(f"  {doc['spec']['id'] + '/' + doc['target']['name']:<28} {s['badge']['message']:>7}  "
-                 f"{s['outcome']}")
+    entries.sort(key=lambda e: e[0])
+    print_summary([(doc, rd) for _, doc, rd in entries], out, time.perf_counter() - t_all)
     out.line(f"index: {paths['html']}")
-    return code
+    return max(codes, default=0)
 
 
 def cmd_fuzz(args, out: Out, argv) -> int:
@@ -464,13 +479,14 @@ def cmd_fuzz(args, out: Out, argv) -> int:
     from .targets_resolve import get_spec_or_usage, resolve
 
     spec = get_spec_or_usage(args.spec)
-    resolved = resolve(spec.id, args.impl, device)
+    resolved = resolve(spec.id, args.impl, device, claims=_claims(args), observe=False)
     only = _check_properties(args.properties)
     profile = _profile("fuzz", device)
     report_dir = Path(args.report) if args.report else (Path("reports") / "fuzz" / spec.id
                                                         / safe_name(resolved.target.name))
     return fuzz(spec, resolved, seconds=args.time, profile=profile, device=device, timeout=timeout,
-                report_dir=report_dir, only=only, out=out, command=_command_line(argv), target_arg=args.impl)
+                report_dir=report_dir, only=only, out=out, command=_command_line(argv), target_arg=args.impl,
+                isolate=args.isolate, verbose=args.verbose, fail_on=getattr(args, "fail_on", None))
 
 
 def cmd_report(args, out: Out) -> int:
@@ -498,69 +514,8 @@ def cmd_report(args, out: Out) -> int:
     return 0
 
 
-# ---- the index of a report root ------------------------------------------------------------------------------------
-def write_index(root) -> dict[str, Path]:
-    """``root/index.md`` and ``root/index.html``: every ``root/<spec>/<target>/report.json``, with badge and counts."""
-    import html
-    import json
-
-    from .reports import as_float
-
-    root = Path(root)
-    rows = []
-    for p in sorted(root.glob("*/*/report.json")):
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-            s = doc["summary"]
-        except (OSError, ValueError, KeyError):
-            continue
-        rel = p.parent.relative_to(root).as_posix()
-        rows.append((doc, s, rel))
-    md = ["# rnnconf conformance reports", "",
-          "Skipped (not judged here) never counts as passed: a grey badge means incomplete.", "",
-          "| spec | target | kind | badge | passed / required | failed | errored | skipped | n/a | time | report |",
-          "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    hrows = []
-    for doc, s, rel in rows:
-        c = s["counts"]
-        dur = as_float(doc.get("duration_s")) or 0.0
-        md.append(f"| {doc['spec']['id']} | `{doc['target']['name']}` | {doc['target']['kind']} | "
-                  f"![badge]({rel}/badge.svg) | {s['required_passed']}/{s['required_total']} | {c['failed']} | "
-                  f"{c['errored']} | {c['skipped']} | {c['not-applicable']} | {dur:.1f} s | "
-                  f"[html]({rel}/report.html) · [md]({rel}/report.md) |")
-        e = html.escape
-        hrows.append(f"<tr class='{e(s['outcome'])}'><td>{e(doc['spec']['id'])}</td>"
-                     f"<td><code>{e(doc['target']['name'])}</code></td><td>{e(doc['target']['kind'])}</td>"
-                     f"<td><img src='{e(rel)}/badge.svg' alt='{e(s['badge']['message'])}'></td>"
-                     f"<td>{s['required_passed']}/{s['required_total']}</td><td>{c['failed']}</td>"
-                     f"<td>{c['errored']}</td><td>{c['skipped']}</td><td>{c['not-applicable']}</td>"
-                     f"<td>{dur:.1f} s</td><td><a href='{e(rel)}/report.html'>report</a></td></tr>")
-    n_fail = sum(1 for _, s, _ in rows if s["outcome"] == "fail")
-    n_inc = sum(1 for _, s, _ in rows if s["outcome"] == "incomplete")
-    md += ["", f"{len(rows)} targets: {len(rows) - n_fail - n_inc} pass, {n_fail} fail, {n_inc} incomplete."]
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>rnnconf conformance reports</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}} td:nth-child(n+5){{text-align:right}}
-tr.fail{{background:#fdecea}} tr.incomplete{{background:#f4f4f4}} img{{vertical-align:middle}}
-</style></head><body>
-<h1>rnnconf conformance reports</h1>
-<p>Skipped (not judged here) never counts as passed: a grey badge means incomplete.</p>
-<table><thead><tr><th>spec</th><th>target</th><th>kind</th><th>badge</th><th>passed / required</th><th>failed</th>
-<th>errored</th><th>skipped</th><th>n/a</th><th>time</th><th>report</th></tr></thead><tbody>
-{chr(10).join(hrows)}
-</tbody></table>
-<p>{len(rows)} targets: {len(rows) - n_fail - n_inc} pass, {n_fail} fail, {n_inc} incomplete.</p>
-</body></html>
-"""
-    root.mkdir(parents=True, exist_ok=True)
-    paths = {"md": root / "index.md", "html": root / "index.html"}
-    for k, text in (("md", "\n".join(md) + "\n"), ("html", page)):
-        tmp = paths[k].with_suffix(paths[k].suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, paths[k])
-    return paths
+# ---- the index of a report root (rnnconf.reports.index; kept importable from here) ---------------------------
+from .reports.index import write_index  # noqa: E402
 
 
 # ---- entry point ----------------------------------------------------------------------------------------------------
@@ -579,8 +534,6 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args, out)
         raise UsageError(f"unknown command {args.cmd!r}")
     except UsageError as e:
-        if out._live:
-            out.line()
         sys.stderr.write(f"rnnconf: error: {e}\n")
         sys.stderr.flush()
         return 2

@@ -8,6 +8,10 @@ from clihelpers import HERE, IMPLS, impl, report, run_subprocess, statuses
 
 FEW = ("--examples", "2")
 ORACLE = ("--property", "oracle")
+# hgrn's report rows include at least these (generic by structure, then hgrn's own invariants)
+HGRN_PROPERTIES = ("oracle", "poisoned-allocations", "causality-perturb", "causality-nan", "state-carry",
+                   "batch-independence", "channel-independence", "varlen", "determinism", "gradients",
+                   "combine-associative", "tied-gate-bound", "reset-forgets")
 
 
 # ---- exit status 0 / 1 --------------------------------------------------------------------------------------------
@@ -20,8 +24,19 @@ def test_conforming_function_exits_0_with_a_report(cli, tmp_path):
     assert "failed" not in st.values() and "errored" not in st.values()
     assert doc["target"]["kind"] == "external"
     assert "ANY_TRAITS" in doc["target"]["traits"]  # the report says which error model judged it
+    from rnnconf.properties import PROPERTIES
+
+    rows = {p for p, _ in st}  # its spec's properties only: no other family's invariant
+    assert set(HGRN_PROPERTIES) <= rows and not rows & ({n for n, p in PROPERTIES.items() if p.invariant}
+                                                        - set(HGRN_PROPERTIES))
     assert {p.name for p in (tmp_path / "r").iterdir()} >= {"report.json", "report.md", "report.html", "badge.svg"}
-    assert "[ 1/" in out and "oracle" in out and "required" in out  # progress lines and the final table
+    s = doc["summary"]
+    assert "✓" in out and f"{s['required_passed']}/{s['required_total']}" in out  # one line per target
+    assert "Summary: 1 target(s)" in out  # then the totals
+    assert "[ 1/" not in out  # the per-property lines are behind --verbose
+    code, out, _ = cli("check", "--spec", "hgrn", "--impl", impl("hgrn"), "--examples", "1", "--property", "oracle",
+                       "--verbose", "--report", tmp_path / "v")
+    assert code == 0 and "[1/4]" in out and "oracle" in out and "required" in out  # lines and the full table
 
 
 def test_signature_decides_what_applies(cli, tmp_path):
@@ -39,7 +54,7 @@ def test_broken_function_exits_1_and_its_reproducer_fails_until_fixed(cli, tmp_p
     rd = tmp_path / "r"
     code, out, _ = cli("check", "--spec", "hgrn", "--impl", f"{src}:broken", *FEW, *ORACLE, "--report", rd)
     assert code == 1
-    assert "FAILED oracle (float32)" in out
+    assert "FAILED" in out and "oracle (float32)" in out and "repro_oracle_float32.py" in out  # the end summary
     repro = rd / "repro_oracle_float32.py"
     assert repro.is_file() and (rd / "counterexamples" / "oracle-float32.pt").is_file()
     example = torch.load(rd / "counterexamples" / "oracle-float32.pt", weights_only=False)
@@ -56,8 +71,9 @@ def test_broken_function_exits_1_and_its_reproducer_fails_until_fixed(cli, tmp_p
 
 
 def test_skipped_is_not_passed_and_does_not_fail_the_run(cli, tmp_path):
-    """A module that imports triton is a "triton" target: the backend's bfloat16 self-test applies.  Under the
-    interpreter bfloat16 is skipped — exit 0, but the badge is grey (incomplete), never green."""
+    """A function that launches a Triton kernel (triton_impl.py imports triton lazily, inside the call) is a "triton"
+    target: the backend's bfloat16 self-test applies.  Under the interpreter bfloat16 is skipped — exit 0, but the
+    badge is grey (incomplete), never green."""
     from rnnconf.kernels._backend import dtype_runnable
 
     code, out, _ = cli("check", "--spec", "hgrn", "--impl", f"{HERE / 'triton_impl.py'}:hgrn", *FEW, *ORACLE,
@@ -113,12 +129,23 @@ def test_cuda_without_cuda_is_a_usage_error(cli):
 
 
 # ---- verdict kinds --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,needle", [
+    ("raises", "raised RuntimeError: kernel launch failed"),
+    ("wrong_shape", "o.shape="),
+    ("exits", "raised SystemExit: 3"),
+])
+def test_a_target_that_cannot_be_called_is_one_uncallable_verdict(cli, tmp_path, name, needle):
+    """The smoke call (smallest valid example) fails: one verdict, one message, no per-property storm."""
+    code, out, _ = cli("check", "--spec", "hgrn", "--impl", impl(name), *FEW, "--report", tmp_path / "r")
+    assert code == 1
+    vs = report(tmp_path / "r")["verdicts"]
+    assert [(v["prop"], v["status"]) for v in vs] == [("smoke-call", "uncallable")]
+    assert needle in vs[0]["reason"] and out.count(needle) == 1
+    assert not list((tmp_path / "r").glob("repro_*.py"))
+
+
 @pytest.mark.parametrize("name,status,needle", [
-    ("raises", "errored", "raised RuntimeError: kernel launch failed"),
-    ("hangs", "errored", "did not return within 0.5 s"),
-    ("wrong_shape", "failed", "o.shape="),
     ("nan_out", "failed", "got nan"),
-    ("exits", "errored", "raised SystemExit: 3"),
 ])
 def test_verdict_kinds(cli, tmp_path, name, status, needle):
     code, out, _ = cli("check", "--spec", "hgrn", "--impl", impl(name), *FEW, *ORACLE, "--timeout", "0.5",

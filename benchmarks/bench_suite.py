@@ -1,0 +1,115 @@
+"""Time the CPU tier per family: which family costs what, and what its slowest item is.
+
+    TRITON_INTERPRET=1 python benchmarks/bench_suite.py [-n 2] [--family hgrn ...] [-- extra pytest args]
+
+Collects the tier once (``pytest -m "not slow" --collect-only``), assigns each test id to a family by the spec ids
+in it (a test that names no spec — CLI, reports, registry, error model — is "core"), runs each family's ids in one
+pytest process with ``-n`` workers and a junit XML, and prints
+
+    family | items | wall s | CPU-item s | slowest item (s)
+
+``wall s`` is what CI pays for that family at this -n; ``CPU-item s`` the sum of the items' own durations.  The
+projection line adds the planned families at the mean per-family wall time of today's spec families, which is how the
+tier's 12-minute budget is tracked as families are added.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# order matters: the first family whose pattern matches a test id owns it
+FAMILIES = (
+    ("delta", r"delta|\bdp-|gated_delta|delta_product"),
+    ("attention", r"forgetting|acp|aaren|\bfox|_fox"),
+    ("mingru", r"mingru|minlstm"),
+    ("hgrn", r"hgrn"),
+)
+PLANNED = 4  # families the open issues add (nonlinear cells, ParaRNN, SSMs, test-time memory)
+BUDGET_S = 12 * 60
+
+
+def family_of(test_id: str) -> str:
+    for name, pat in FAMILIES:
+        if re.search(pat, test_id):
+            return name
+    return "core"
+
+
+def collect(extra) -> list[str]:
+    out = subprocess.run([sys.executable, "-m", "pytest", "-m", "not slow", "--collect-only", "-q",
+                          "-p", "no:cacheprovider", *extra], cwd=ROOT, capture_output=True, text=True, env=_env())
+    ids = [ln.strip() for ln in out.stdout.splitlines() if "::" in ln]
+    if not ids:
+        sys.exit(f"bench_suite: collected nothing\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return ids
+
+
+def _env():
+    env = dict(os.environ)
+    env.setdefault("TRITON_INTERPRET", "1")
+    env.setdefault("RNNCONF_PROFILE", "ci")
+    env.setdefault("PYTHONHASHSEED", "0")
+    return env
+
+
+def run_family(ids: list[str], workers: int, extra) -> tuple[float, list[tuple[str, float]], int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        argsfile = Path(tmp) / "ids.txt"
+        argsfile.write_text("\n".join(ids) + "\n")
+        xml = Path(tmp) / "junit.xml"
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}",
+               *(["-n", str(workers)] if workers > 1 else []), *extra, f"@{argsfile}"]
+        t0 = time.perf_counter()
+        rc = subprocess.run(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+        wall = time.perf_counter() - t0
+        times = []
+        if xml.exists():
+            for tc in ET.parse(xml).getroot().iter("testcase"):
+                times.append((f"{tc.get('classname')}::{tc.get('name')}", float(tc.get("time") or 0.0)))
+    return wall, times, rc
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", type=int, default=2, help="pytest-xdist workers per family (default 2, as CI)")
+    ap.add_argument("--family", action="append", help="only these families (repeatable)")
+    ap.add_argument("extra", nargs="*", help="extra pytest arguments (after --)")
+    args = ap.parse_args(argv)
+    ids = collect(args.extra)
+    groups: dict[str, list[str]] = {}
+    for i in ids:
+        groups.setdefault(family_of(i), []).append(i)
+    rows = []
+    for fam in [f for f, _ in FAMILIES] + ["core"]:
+        if fam not in groups or (args.family and fam not in args.family):
+            continue
+        wall, times, rc = run_family(groups[fam], args.n, args.extra)
+        slow = max(times, key=lambda p: p[1]) if times else ("—", 0.0)
+        rows.append((fam, len(groups[fam]), wall, sum(t for _, t in times), slow, rc))
+        print(f"  ran {fam}: {len(groups[fam])} items in {wall:.1f} s (pytest exit {rc})", file=sys.stderr)
+    print(f"| family | items | wall s (-n {args.n}) | CPU-item s | slowest item (s) | pytest exit |")
+    print("|---|---:|---:|---:|---|---:|")
+    for fam, n, wall, cpu, (sid, st), rc in rows:
+        print(f"| {fam} | {n} | {wall:.1f} | {cpu:.1f} | `{sid.split('/')[-1]}` ({st:.1f}) | {rc} |")
+    total = sum(r[2] for r in rows)
+    fam_walls = [r[2] for r in rows if r[0] != "core"]
+    print(f"\ntotal wall {total:.1f} s over {sum(r[1] for r in rows)} items")
+    if fam_walls and not args.family:
+        per = sum(fam_walls) / len(fam_walls)
+        proj = total + PLANNED * per
+        print(f"projection with {PLANNED} more families at today's mean {per:.1f} s each: {proj:.0f} s "
+              f"({'within' if proj <= BUDGET_S else 'OVER'} the {BUDGET_S // 60}-minute budget)")
+    return 0 if all(r[5] == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
