@@ -75,12 +75,20 @@ def _figures(key: str) -> tuple[Plot, ...]:
         pts = [(m[1], as_float(m[2]), as_float(m[3])) for m in meas if m[0] == prop and _num(m[2]) and _num(m[3])]
         bad = [(f[1], as_float(f[2]), as_float(f[3])) for f in fails if f[0] == prop and _num(f[2]) and _num(f[3])]
         if bad or any(e > 0 and b > 0 for _, e, b in pts):  # every example exact: nothing to draw (see exact_only)
-            out.append(_errbound(prop, pts, bad))
+            _add(out, _errbound, prop, pts, bad)
     for prop, dtype, _obs, _bnd, prof in fails:
         vals = [as_float(x) for x in prof or []]
-        if len(vals) >= 2 and all(x is not None for x in vals):
-            out.append(_along_t(prop, dtype, vals))
+        if len(vals) >= 2 and all(x is not None and math.isfinite(x) for x in vals):
+            _add(out, _along_t, prop, dtype, vals)
     return tuple(out)
+
+
+def _add(out: list, draw, *args) -> None:
+    """A plot that cannot be drawn from its data is left out; the report (its verdicts) is never lost to a plot."""
+    try:
+        out.append(draw(*args))
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def exact_only(doc: dict) -> dict[str, int]:
