@@ -20,7 +20,4 @@ def builtin_forms(spec_id: str | None = None) -> list[Target]:
 
 def get_form(target_id: str) -> Target:
     _load()
-    try:
-        return _FORMS[target_id]
-    except KeyError:
-        raise KeyError(f"unknown built-in form {target_id!r}; known: {', '.join(sorted(_FORMS))}") from None
+    return _FORMS.lookup(target_id)

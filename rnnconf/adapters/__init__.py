@@ -20,6 +20,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Callable
 
+from .._registry import Registry
 from ..spec.targets import Skip, Target
 
 
@@ -55,21 +56,15 @@ class Adapter:
             return None
 
 
-ADAPTERS: dict[str, Adapter] = {}
+ADAPTERS: Registry = Registry("adapter")
 
 
 def register_adapter(adapter: Adapter) -> Adapter:
-    if adapter.name in ADAPTERS:
-        raise ValueError(f"adapter {adapter.name!r} registered twice")
-    ADAPTERS[adapter.name] = adapter
-    return adapter
+    return ADAPTERS.add(adapter.name, adapter)
 
 
 def _lookup(name: str) -> Adapter:
-    try:
-        adapter = ADAPTERS[name]
-    except KeyError:
-        raise KeyError(f"unknown adapter {name!r}; known adapters: {', '.join(sorted(ADAPTERS))}") from None
+    adapter = ADAPTERS.lookup(name)
     why = adapter.unavailable()
     if why is not None:
         raise ImportError(f"adapter {name!r} is unavailable: {why}")

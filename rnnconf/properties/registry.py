@@ -21,6 +21,8 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .._registry import Registry
+
 
 @dataclass(frozen=True)
 class Property:
@@ -64,14 +66,11 @@ class Property:
         return inv.statement if inv is not None else self.doc
 
 
-PROPERTIES: dict[str, Property] = {}
+PROPERTIES: Registry = Registry("property")
 
 
 def register(p: Property) -> Property:
-    if p.name in PROPERTIES:
-        raise ValueError(f"property {p.name!r} registered twice")
-    PROPERTIES[p.name] = p
-    return p
+    return PROPERTIES.add(p.name, p)
 
 
 def prop(name, doc, **kw):

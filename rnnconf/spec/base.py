@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from .._registry import Registry
 from .domains import Domain
 from .errors import ErrorModel
 
@@ -160,24 +161,17 @@ def time_axis(arg: Arg) -> int | None:
     return None
 
 
-_REGISTRY: dict[str, Spec] = {}
+_REGISTRY: Registry = Registry("spec")
 
 
 def register(spec: Spec) -> Spec:
-    if spec.id in _REGISTRY:
-        raise ValueError(f"spec {spec.id!r} registered twice")
-    _REGISTRY[spec.id] = spec
-    return spec
+    return _REGISTRY.add(spec.id, spec)
 
 
 def get_spec(spec_id: str) -> Spec:
     from . import _load_all  # noqa: F401  (imports every family module)
 
-    try:
-        return _REGISTRY[spec_id]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise KeyError(f"unknown spec {spec_id!r}; known specs: {known}") from None
+    return _REGISTRY.lookup(spec_id)
 
 
 def all_specs() -> list[Spec]:

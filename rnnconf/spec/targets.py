@@ -11,6 +11,7 @@ from typing import Callable, Mapping
 
 import torch
 
+from .._registry import Registry
 from .domains import Domain
 from .errors import ANY_TRAITS, Traits
 
@@ -56,11 +57,8 @@ class Target:
         return None
 
 
-_FORMS: dict[str, Target] = {}
+_FORMS: Registry = Registry("built-in form")
 
 
 def register_form(target: Target) -> Target:
-    if target.id in _FORMS:
-        raise ValueError(f"form {target.id!r} registered twice")
-    _FORMS[target.id] = target
-    return target
+    return _FORMS.add(target.id, target)

@@ -13,6 +13,8 @@ from rnnconf.impls._common import compute_dtype
 from rnnconf.impls.forgetting_attention import _masked_pv, _split
 from rnnconf.spec.softmax import default_scale
 
+GRID_LIMIT = 65535  # CUDA's limit on grid axes y and z
+
 
 def _dense(bug):
     def run(q, k, v, g, scale):
@@ -21,6 +23,9 @@ def _dense(bug):
         s = default_scale(K) if scale is None else scale
         qh, kh, vh = (x.to(cd).transpose(1, 2) for x in (q, k, v))
         gg = g.transpose(1, 2)
+        if bug == "gate-512" and T > 512:
+            gg = gg.clone()
+            gg[..., 512:] = 0  # BUG: the decay of keys past 512 is dropped (a second key block never loads its gate)
         if bug == "half-cumsum":
             c = torch.cumsum(gg, -1).to(cd)  # BUG: cumulative sum in the input dtype (float16), then upcast
         else:
@@ -34,6 +39,13 @@ def _dense(bug):
             z = s * (qh @ kh.transpose(-1, -2)) + D
         causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril(-1 if bug == "no-diagonal" else 0)  # BUG?
         z = torch.where(causal, z, torch.tensor(-math.inf, dtype=cd))
+        if bug == "grid-65535":
+            # BUG (modelled): one program per score (b, h, i, j) on a single grid axis; the launch is clamped to
+            # 65535 programs, so the programs past it never run and their scores stay as allocated (zero): for
+            # B·H·T² > 65535 late rows attend to unmasked zero scores, future keys included
+            lost = torch.arange(B * H * T * T, device=q.device).view(B, H, T, T) >= GRID_LIMIT
+            z = torch.where(lost, torch.zeros((), dtype=cd), z)
+            return (torch.softmax(z, -1) @ vh).transpose(1, 2).to(q.dtype)
         return _masked_pv(torch.softmax(z, -1), vh, 0, 0).transpose(1, 2).to(q.dtype)
 
     def fn(q, k, v, g, scale=None, cu_seqlens=None):

@@ -7,25 +7,12 @@ the correct form in the lines marked ``# BUG``.
 """
 from __future__ import annotations
 
-import math
-
 import torch
+from planted_bugs import _hgrn_api
+from planted_fox import _dense
 
-from rnnconf.impls._common import compute_dtype, varlen_by_split
-from rnnconf.impls.forgetting_attention import _masked_pv, _split
+from rnnconf.impls._common import compute_dtype
 from rnnconf.registry import get_form
-from rnnconf.spec.softmax import default_scale
-
-GRID_LIMIT = 65535  # CUDA's limit on grid axes y and z
-
-
-def _hgrn(run):
-    def fn(x, g, initial_state=None, output_final_state=False, cu_seqlens=None):
-        if cu_seqlens is None:
-            return run(x, g, initial_state=initial_state, output_final_state=output_final_state)
-        return varlen_by_split(run, [x, g], initial_state, output_final_state, cu_seqlens)
-
-    return fn
 
 
 def _hgrn_sequential(bug):
@@ -83,57 +70,25 @@ def _raw_storage():
     return fn
 
 
-def _fox_dense(bug):
-    """forgetting-attention/dense (scores z = s·QKᵀ + D, D = c_i − c_j from c = cumsum g), with one bug."""
-    def run(q, k, v, g, scale):
-        cd = compute_dtype(q.dtype)
-        B, T, H, K = q.shape
-        s = default_scale(K) if scale is None else scale
-        qh, kh, vh = (x.to(cd).transpose(1, 2) for x in (q, k, v))
-        gg = g.to(cd).transpose(1, 2)
-        if bug == "gate-512" and T > 512:
-            gg = gg.clone()
-            gg[..., 512:] = 0  # BUG: the decay of keys past 512 is dropped (a second key block never loads its gate)
-        c = torch.cumsum(gg, -1)
-        z = s * (qh @ kh.transpose(-1, -2)) + (c[..., :, None] - c[..., None, :])
-        causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-        z = torch.where(causal, z, torch.tensor(-math.inf, dtype=cd))
-        if bug == "grid-65535":
-            # BUG (modelled): one program per score (b, h, i, j) on a single grid axis; the launch is clamped to
-            # 65535 programs, so the programs past it never run and their scores stay as allocated (zero): for
-            # B·H·T² > 65535 late rows attend to unmasked zero scores, future keys included
-            lost = torch.arange(B * H * T * T, device=q.device).view(B, H, T, T) >= GRID_LIMIT
-            z = torch.where(lost, torch.zeros((), dtype=cd), z)
-        p = torch.softmax(z, -1)
-        if bug == "grid-65535":
-            return (p @ vh).transpose(1, 2).to(q.dtype)
-        return _masked_pv(p, vh, 0, 0).transpose(1, 2).to(q.dtype)
-
-    def fn(q, k, v, g, scale=None, cu_seqlens=None):
-        return _split(run, q, k, v, g, scale, cu_seqlens)
-
-    return fn
-
-
 def probe_bugs(add) -> None:
     fox = "forgetting-attention"
-    add("block-64-index", "hgrn/sequential", "planted-block-64", _hgrn(_hgrn_sequential("block-64")),
+    add("block-64-index", "hgrn/sequential", "planted-block-64", _hgrn_api(_hgrn_sequential("block-64")),
         {"boundary-probes"},
         "channels d ≥ 64 (the second 64-wide channel block) use the gate of channel d − 64",
         "issue 13: channel-block index bug past D = 64; #7 fla #1142 (wrong only past a block size)")
-    add("state-reset-256", "hgrn/sequential", "planted-state-reset-256", _hgrn(_hgrn_sequential("reset-256")),
+    add("state-reset-256", "hgrn/sequential", "planted-state-reset-256", _hgrn_api(_hgrn_sequential("reset-256")),
         {"boundary-probes"}, "the carried state is reset to 0 at t = 256 (a time index that wraps at 8 bits)",
         "issue 13: state reset at t = 256")
-    add("gate-dropped-512", f"{fox}/dense", "planted-gate-dropped-512", _fox_dense("gate-512"), {"boundary-probes"},
+    add("gate-dropped-512", f"{fox}/dense", "planted-gate-dropped-512", _dense("gate-512"), {"boundary-probes"},
         "the forget gate of keys past 512 is dropped (g_l = 0 for l ≥ 512)",
         "issue 13: a decay dropped for keys past 512")
     add("raw-storage-contiguous", "hgrn/sequential", "planted-raw-storage", _raw_storage(), {"strided-inputs"},
         "reads x and g through their storage as if contiguous (as_strided with row-major strides)",
         "issue 13; #2 fla #547 (an old layout kept after a refactor); OpInfo test_noncontiguous_samples")
-    add("tail-oob-64", "hgrn/sequential", "planted-tail-oob-64", _hgrn(_hgrn_sequential("tail-oob")),
+    add("tail-oob-64", "hgrn/sequential", "planted-tail-oob-64", _hgrn_api(_hgrn_sequential("tail-oob")),
         {"boundary-probes"},
         "T % 64 ≠ 0: the last partial 64-step tile reads past the row (next batch row / zeros) into the final state",
         "issue 13; #7 fla #1142 (out-of-bounds read when T is not a multiple of 64)")
-    add("grid-overflow-65535", f"{fox}/dense", "planted-grid-overflow", _fox_dense("grid-65535"), {"boundary-probes"},
+    add("grid-overflow-65535", f"{fox}/dense", "planted-grid-overflow", _dense("grid-65535"), {"boundary-probes"},
         "one program per score on one grid axis, clamped at 65535 programs: scores past it stay zero (modelled)",
         "issue 13: grid-dimension overflow past 65535 programs (B·H·T² > 65535 at T = 257 with B = 2)")
