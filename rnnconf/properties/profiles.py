@@ -2,7 +2,8 @@
 
 Selected by ``RNNCONF_PROFILE`` (or pytest's ``--rnnconf-profile``); ``RNNCONF_EXAMPLES`` overrides the count.
 
-* ``ci``   — derandomized (same examples every run), bounded sizes and counts: the CPU tier of CI.
+* ``ci``   — derandomized (same examples every run), bounded sizes and counts: the CPU tier of CI (10 examples per
+  property; 3 for a Triton kernel under the interpreter — see ``Profile.interpreted_examples``).
 * ``dev``  — random, a few more examples, the local example database.
 * ``gpu``  — CUDA, more examples and longer sequences (``tox -e gpu``).
 * ``fuzz`` — long random search with larger shapes (``tox -e fuzz``, ``rnnconf fuzz``).
@@ -28,6 +29,20 @@ class Profile:
     # first size that needs one more block/tile/program); a dim not named is probed in full
     probe_caps: dict = field(default_factory=dict)
     probe_budget_s: float = 0.0  # stated CPU-second budget of all probe properties together, per target (0: none)
+    # per-kernel example budget: examples per property for a Triton target run under the interpreter (None: as
+    # ``max_examples``).  The interpreter costs ~0.1–3 s per launch where a torch form costs milliseconds, so the CPU
+    # tier draws fewer examples for kernels (the same examples for every interpreted target);
+    # the GPU tier runs them natively at its full count, and the boundary probes are sweeps, not counted here.
+    interpreted_examples: int | None = None
+
+    def examples_for(self, target) -> int:
+        """The example count of one property on ``target`` at this profile (see ``interpreted_examples``)."""
+        if self.interpreted_examples is not None and self.device == "cpu" and getattr(target, "kind", "") == "triton":
+            from ..kernels._backend import interpreter_active
+
+            if interpreter_active():
+                return min(self.max_examples, self.interpreted_examples)
+        return self.max_examples
 
     def settings(self, max_examples: int | None = None, **kw) -> settings:
         from hypothesis.database import DirectoryBasedExampleDatabase
@@ -77,7 +92,8 @@ PROFILES = {
     # H, K, V: attention specs (quadratic oracles), kept small on the CPU tier
     "ci": Profile("ci", 10, True, {"T": 70, "D": 40, "B": 3, "H": 2, "K": 16, "V": 16,
                                    "attention.T": 40, "attention.B": 2, "matrix.T": 32, "matrix.B": 2,
-                                   "N": 3}, probe_caps=_CI_PROBES, probe_budget_s=8.0),
+                                   "N": 3}, probe_caps=_CI_PROBES, probe_budget_s=8.0,
+                 interpreted_examples=3),
     "dev": Profile("dev", 30, False, {"T": 130, "D": 64, "B": 4, "H": 3, "K": 32, "V": 32, "attention.T": 80,
                                       "matrix.T": 64, "N": 4},
                    database=True, probe_caps=_DEV_PROBES, probe_budget_s=10.0),
@@ -94,7 +110,8 @@ def get_profile(name: str | None = None) -> Profile:
         raise KeyError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     p = PROFILES[name]
     if os.environ.get("RNNCONF_EXAMPLES"):
-        p = replace(p, max_examples=int(os.environ["RNNCONF_EXAMPLES"]))
+        n = int(os.environ["RNNCONF_EXAMPLES"])  # an explicit count is every target's
+        p = replace(p, max_examples=n, interpreted_examples=None)
     if os.environ.get("RNNCONF_DEVICE"):
         p = replace(p, device=os.environ["RNNCONF_DEVICE"])
     return p
