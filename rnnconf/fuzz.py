@@ -219,5 +219,6 @@ def _decided_without_examples(it, spec, target, vmap, device) -> bool:
     prop = PROPERTIES[it.prop]
     t = target if it.variant is None else vmap[it.variant]
     dt = getattr(torch, it.dtype)
-    return bool(prop.not_applicable(spec, t) or dt not in t.dtypes or t.skip_reason(prop.name, dt)
+    return bool(prop.not_applicable(spec, t) or dt not in t.dtypes
+                or t.skip_reason(prop.name, dt, "grad" in prop.requires)
                 or (prop.unjudgeable and prop.unjudgeable(spec, t)) or dtype_unrunnable(t, dt, device))

@@ -99,8 +99,9 @@ def autotune_variants(name: str) -> list[tuple[str, Target]]:
 def interpreter_skips(target: Target) -> tuple[Skip, ...]:
     """Under the Triton interpreter, call ``target`` once per dtype on tiny zero inputs (and its backward when it
     supports gradients).  An ``InterpreterError`` there is a limit of the interpreter, not a verdict on the target: it
-    becomes a :class:`Skip` for that dtype naming the error (``"*"`` for the forward, ``"gradients"`` for the
-    backward), so properties report *skipped* with that reason instead of blaming the target.  bfloat16 is left to
+    becomes a :class:`Skip` for that dtype naming the error (``"*"`` for the forward, ``"backward"`` — every property
+    that needs gradients — for the backward), so properties report *skipped* with that reason instead of blaming the
+    target.  bfloat16 is left to
     the backend self-test (:mod:`rnnconf.kernels._backend`).  Natively, or where the probe runs, no skip."""
     from ..kernels._backend import interpreter_active
 
@@ -133,7 +134,7 @@ def _probe(target: Target, dtype) -> tuple[Skip, ...]:
     where = "*"
     try:
         out = target.fn(*inputs, **kwargs)
-        where = "gradients"
+        where = "backward"
         outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,))
                 if isinstance(o, torch.Tensor) and o.requires_grad]
         if grad and outs:
@@ -144,7 +145,7 @@ def _probe(target: Target, dtype) -> tuple[Skip, ...]:
             ver = importlib.metadata.version("triton")
         except importlib.metadata.PackageNotFoundError:
             ver = "?"
-        what = "its backward" if where == "gradients" else "it"
+        what = "its backward" if where == "backward" else "it"
         return (Skip(where, f"{target.id}: {what} cannot run under the Triton {ver} interpreter in "
                             f"{str(dtype).replace('torch.', '')} ({str(e).strip()}); not judged here", dtype),)
     except Exception:  # noqa: BLE001 — the target's own error: left for the properties to report

@@ -129,7 +129,8 @@ def run_property(prop: Property, spec: Spec, target: Target, dtype: torch.dtype,
         v.status, v.reason = "not-applicable", (f"not claimed: {target.id} claims "
                                                 f"{', '.join(dtype_name(d) for d in target.dtypes)}")
         return v
-    why = (prop.unjudgeable and prop.unjudgeable(spec, target)) or target.skip_reason(prop.name, dtype) \
+    why = (prop.unjudgeable and prop.unjudgeable(spec, target)) \
+        or target.skip_reason(prop.name, dtype, "grad" in prop.requires) \
         or dtype_unrunnable(target, dtype, profile.device)
     if why:
         v.status, v.reason = "skipped", why

@@ -23,7 +23,7 @@ FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 
 @dataclass(frozen=True)
 class Skip:
-    prop: str  # property name or "*"
+    prop: str  # property name, "*" (every property) or "backward" (every property that needs gradients)
     reason: str
     dtype: torch.dtype | None = None  # None: every dtype
 
@@ -50,9 +50,10 @@ class Target:
         """``spec/name``; a name that is itself a path (a ``path/to/file.py:fn`` target) is shown as given."""
         return self.name if "/" in self.name else f"{self.spec_id}/{self.name}"
 
-    def skip_reason(self, prop: str, dtype: torch.dtype | None = None) -> str | None:
+    def skip_reason(self, prop: str, dtype: torch.dtype | None = None, needs_grad: bool = False) -> str | None:
         for s in self.skips:
-            if s.prop in (prop, "*") and (s.dtype is None or dtype is None or s.dtype == dtype):
+            if (s.prop in (prop, "*") or (needs_grad and s.prop == "backward")) \
+                    and (s.dtype is None or dtype is None or s.dtype == dtype):
                 return s.reason
         return None
 

@@ -43,11 +43,6 @@ FINDINGS = {
     (CHUNK, "oracle", torch.float16):
         "chunk_hgrn returns final_state in float32 for every input dtype (o[:, -1] is taken from the float32 "
         "buffer before o is cast back to the input dtype)",
-    # not fla's defect: the interpreter cannot run chunk_hgrn's backward; the gradients property skips it through the
-    # adapter's interpreter probe, which gradients-probe does not consult yet (rnnconf gap, see the closing note)
-    (CHUNK, "gradients-probe", torch.float32):
-        "chunk_hgrn's backward raises InterpreterError AttributeError(\"'int' object has no attribute 'to'\") under "
-        "the Triton 3.6 interpreter; gradients-probe reports it as errored instead of skipped",
 }
 
 
@@ -114,13 +109,29 @@ def test_fused_recurrent_hgrn_autotune_config(label, target):
 
 @pytest.mark.parametrize("name,prop_name,dtype", list(_items(CHUNK)))
 def test_chunk_hgrn(name, prop_name, dtype):
-    """Under the Triton 3.9 interpreter chunk_hgrn cannot run (a block mask combined with a scalar comparison
-    reaches tl.load as int32): every verdict is then skipped with that reason.  Natively it is judged."""
+    """Under the Triton 3.6 interpreter chunk_hgrn's forward runs and its backward does not: every property that
+    needs gradients is then skipped with the interpreter's error (the adapter's probe).  Natively all are judged."""
     target = _target(name)
     profile = get_profile()
     if (name, prop_name, dtype) in FINDINGS:
         profile = _no_shrink(profile)
     _judge(run_property(PROPERTIES[prop_name], get_spec(target.spec_id), target, dtype, profile))
+
+
+def test_interpreter_backward_skip_covers_every_gradient_property():
+    """The probe's backward skip is one record for every property that needs gradients (``gradients`` and
+    ``gradients-probe`` alike), and none for a forward-only property."""
+    from rnnconf.kernels._backend import interpreter_active
+
+    target = _target(CHUNK)
+    back = [sk for sk in target.skips if sk.prop == "backward" and sk.dtype == torch.float32]
+    if not interpreter_active():
+        assert target.skips == ()
+        return
+    assert back and "'int' object has no attribute 'to'" in back[0].reason, target.skips
+    for prop in ("gradients", "gradients-probe"):
+        assert target.skip_reason(prop, torch.float32, needs_grad=True) == back[0].reason
+    assert target.skip_reason("oracle", torch.float32, needs_grad=False) is None
 
 
 def test_adapter_registry():
