@@ -16,7 +16,8 @@ target is run — smoke call first, a supervised worker by default, time boxes, 
 Exit status: 0 — every required property passed (not-applicable ones aside); 1 — at least one required property
 failed, errored (the target raised, hung past ``--timeout``, or rnnconf itself errored), crashed (its worker died),
 was not run after a hang, or the target was uncallable (``--fail-on`` narrows which failure classes count); 2 —
-usage error (unknown spec, unimportable target, missing function, bad option), reported in one line on stderr.
+usage error (unknown spec, no such module or file, missing function, bad option), reported in one line on stderr; a
+target module that exists but fails while importing is an uncallable target (exit 1, with a report).
 
 A *skipped* verdict (something that could not be judged here, e.g. bfloat16 under the Triton interpreter) never
 counts as passed: it shows in the table and keeps the badge grey ("incomplete"), but it does not by itself make the

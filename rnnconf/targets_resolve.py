@@ -23,7 +23,9 @@ Command-line claims travel in the canonical string as a suffix, ``path/to/file.p
 so that an ``--isolate`` worker and a reproducer rebuild the same target; :func:`resolve` accepts that suffix on any
 TARGET.
 
-Every problem with the string itself raises :class:`UsageError` with a one-line message (the CLI exits 2 on it).
+Every problem with the string itself raises :class:`UsageError` with a one-line message (the CLI exits 2 on it).  A
+module or file that exists but raises while importing is the target's own failure, not the string's: its functions
+raise that error when called, so the smoke call makes it one ``uncallable`` verdict.
 """
 from __future__ import annotations
 
@@ -254,8 +256,34 @@ def _import_module(modname: str, target: str) -> types.ModuleType:
         sys.path.insert(0, cwd)
     try:
         return importlib.import_module(modname)
+    except ModuleNotFoundError as e:
+        if e.name and (modname == e.name or modname.startswith(e.name + ".")):  # the name itself: the command's
+            raise UsageError(f"cannot import module {modname!r} (from --impl {target}): {_one_line(e)}") from None
+        return _Unimportable(modname, e)  # a dependency of the target is missing: the target's own failure
     except BaseException as e:  # noqa: BLE001  (import-time errors of the target, SystemExit included)
-        raise UsageError(f"cannot import module {modname!r} (from --impl {target}): {_one_line(e)}") from None
+        return _Unimportable(modname, e)
+
+
+class _Unimportable(types.ModuleType):
+    """A target module that exists but raises while importing: a kernel that cannot be called, not a mistyped
+    command.  Every function looked up in it raises that error, so the smoke call gives the run its one
+    ``uncallable`` verdict (with a report and exit 1) instead of a usage error."""
+
+    def __init__(self, where: str, error: BaseException):
+        super().__init__("rnnconf_unimportable_" + re.sub(r"\W", "_", where))
+        self.__where, self.__error = where, f"importing {where} raised {_one_line(error)}"
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        msg = self.__error
+
+        def unimportable(*args, **kwargs):
+            raise ImportError(msg)
+
+        unimportable.__name__ = unimportable.__qualname__ = attr
+        unimportable.__doc__ = msg
+        return unimportable
 
 
 def _import_file(path: str, target: str) -> types.ModuleType:
@@ -276,9 +304,9 @@ def _import_file(path: str, target: str) -> types.ModuleType:
     sys.modules[modname] = mod  # triton.jit and pickling look modules up by name
     try:
         spec.loader.exec_module(mod)
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:  # noqa: BLE001  (the file's own code failed: an uncallable target, see _Unimportable)
         sys.modules.pop(modname, None)
-        raise UsageError(f"cannot import {path!r} (from --impl {target}): {_one_line(e)}") from None
+        return _Unimportable(path, e)
     return mod
 
 

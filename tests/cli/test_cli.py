@@ -114,11 +114,22 @@ def test_usage_errors_exit_2_with_one_line(cli, argv, needle):
     assert needle in err and "Traceback" not in err
 
 
-def test_import_error_inside_the_target_module_is_a_usage_error(cli, tmp_path):
-    (tmp_path / "needs_dep.py").write_text("import a_dependency_that_is_not_installed\n\ndef f(x, g):\n    return x\n")
-    code, _, err = cli("check", "--spec", "hgrn", "--impl", f"{tmp_path / 'needs_dep.py'}:f")
-    assert code == 2 and len(err.splitlines()) == 1
-    assert "a_dependency_that_is_not_installed" in err
+@pytest.mark.parametrize("body,needle", [
+    ("import a_dependency_that_is_not_installed\n", "ModuleNotFoundError: No module named "
+                                                     "'a_dependency_that_is_not_installed'"),
+    ("raise RuntimeError('no GPU found at import')\n", "RuntimeError: no GPU found at import"),
+], ids=["missing-dependency", "raises-at-import"])
+def test_import_error_inside_the_target_module_is_one_uncallable_verdict(cli, tmp_path, body, needle):
+    """A file or module that exists but fails while importing is a kernel that cannot be called (issue 12): one
+    ``uncallable`` verdict naming the import error, a report, exit 1 — not a usage error, and no per-property storm."""
+    (tmp_path / "needs_dep.py").write_text(body + "\n\ndef f(x, g):\n    return x\n")
+    code, out, err = cli("check", "--spec", "hgrn", "--impl", f"{tmp_path / 'needs_dep.py'}:f", "--examples", "2",
+                         "--report", tmp_path / "r")
+    assert code == 1, err
+    vs = report(tmp_path / "r")["verdicts"]
+    assert [(v["prop"], v["status"]) for v in vs] == [("smoke-call", "uncallable")]
+    assert needle in vs[0]["reason"] and "importing" in vs[0]["reason"]
+    assert "Traceback" not in out + err
 
 
 def test_cuda_without_cuda_is_a_usage_error(cli):
