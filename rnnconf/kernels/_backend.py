@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.metadata
 import os
 import types
 from typing import Iterator
@@ -28,6 +29,36 @@ _TRUTHY = ("1", "true", "on", "yes", "y")
 def interpreter_active() -> bool:
     """Whether Triton kernels run under the interpreter (``TRITON_INTERPRET`` set to a truthy value)."""
     return os.environ.get("TRITON_INTERPRET", "").strip().lower() in _TRUTHY
+
+
+def interpreter_limit(exc: BaseException) -> str | None:
+    """Why ``exc`` is a limit of the Triton interpreter rather than a verdict on the kernel, or None.
+
+    Under ``TRITON_INTERPRET=1`` an exception raised while *interpreting* a kernel body reaches the caller as
+    ``triton.runtime.errors.InterpreterError`` (e.g. ``.to`` on a ``range`` variable, mask dtypes the interpreter does
+    not take).  Natively the same code compiles or fails with a ``CompilationError``, which stays a verdict.  A
+    property call that hits one is *skipped* with this reason — never a pass, never a failure; a GPU run judges it."""
+    if not interpreter_active():
+        return None
+    try:
+        from triton.runtime.errors import InterpreterError
+    except ImportError:
+        return None
+    e, seen = exc, set()
+    while e is not None and id(e) not in seen:  # the error itself or one it was raised from
+        if isinstance(e, InterpreterError):
+            try:
+                ver = importlib.metadata.version("triton")
+            except importlib.metadata.PackageNotFoundError:
+                ver = "?"
+            try:
+                msg = str(e).strip()
+            except Exception:  # noqa: BLE001  (a message that cannot be printed)
+                msg = type(e).__name__
+            return f"cannot run under the Triton {ver} interpreter ({msg}); not judged here"
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def kernel_device() -> str:

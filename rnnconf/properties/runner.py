@@ -15,6 +15,7 @@ from hypothesis import given, seed
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
+from ..kernels._backend import interpreter_limit
 from ..spec.base import Spec
 from ..spec.targets import Target
 from .calling import PropertyFailure, TargetRaised, TargetTimeout, collect_dtype_findings
@@ -179,7 +180,8 @@ def run_property(prop: Property, spec: Spec, target: Target, dtype: torch.dtype,
         v.reason += note
         v.baseline, v.profile_t = e.baseline, e.profile_t
     except (TargetRaised, TargetTimeout) as e:
-        v.status, v.reason = "errored", str(e)
+        limit = isinstance(e, TargetRaised) and interpreter_limit(e.exc)
+        v.status, v.reason = ("skipped", f"{e.call}: {limit}") if limit else ("errored", str(e))
     except Flaky as e:
         v.status, v.reason = "failed", f"nondeterministic target: the same example passed and failed ({e})"
     except Exception as e:  # a defect of rnnconf itself: reported as such, never as a pass

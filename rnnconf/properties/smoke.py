@@ -76,9 +76,15 @@ def _carries_grad(raw: dict) -> bool:
 
 def smoke_call(spec, target, device: str = "cpu", dtype: torch.dtype | None = None) -> SmokeResult:
     """Call ``target`` once on :func:`smallest_example`; never raises for the target's misbehaviour."""
-    from .runner import primary_dtype
+    from .runner import dtype_unrunnable, primary_dtype
 
-    dtype = dtype or primary_dtype(target)
+    if dtype is None:  # the primary dtype, or the first one this backend can run the target in
+        runnable = [d for d in target.dtypes
+                    if not target.skip_reason(SMOKE_PROP, d) and not dtype_unrunnable(target, d, device)]
+        if not runnable:  # nothing can be called here: every property says why (skipped), nothing is blamed
+            return SmokeResult(ok=True, reason="not called: no claimed dtype can run here "
+                                               f"({target.skip_reason(SMOKE_PROP, target.dtypes[0]) or 'backend'})")
+        dtype = primary_dtype(target) if primary_dtype(target) in runnable else runnable[0]
     ex = smallest_example(spec, target, dtype)
     final = spec.has_state and "final_state" in target.supports
     t0 = time.perf_counter()
@@ -98,7 +104,11 @@ def smoke_call(spec, target, device: str = "cpu", dtype: torch.dtype | None = No
     except TargetTimeout as e:
         r.ok, r.hung, r.reason = False, True, str(e)
     except TargetRaised as e:
-        r.ok, r.reason = False, f"smoke call on the smallest valid example failed: {e}"
+        from ..kernels._backend import interpreter_limit
+
+        limit = interpreter_limit(e.exc)  # the interpreter's limit, not the target's: each property skips with it
+        r.ok, r.reason = (True, f"smoke call: {limit}") if limit else \
+            (False, f"smoke call on the smallest valid example failed: {e}")
     except PropertyFailure as e:  # ContractViolation: wrong arity / shape / dtype of the outputs
         r.ok, r.reason = False, f"smoke call on the smallest valid example returned the wrong structure: {e}"
     except (SystemExit, GeneratorExit) as e:  # not Exceptions: calling.py lets them through

@@ -39,11 +39,19 @@ def test_float64_computed_in_float32_is_dtype_contract(prop):
 
 
 @pytest.mark.slow
-def test_float16_gradient_without_saves_trait_is_precision():
+def test_float16_gradient_is_judged_under_the_saves_trait():
+    """fla's backward re-reads the forward's float16 output (``saves=input``, read from its source).  Declared, a
+    100-example search passes (worst 0.85× the bound, Triton 3.6 interpreter).  Undeclared, the same search fails
+    beyond the bound, with plain torch float16 on the same example printed beside it; which class that is depends on
+    the example (dg at B=1, T=17, D=16: 1.35× the bound where plain torch is at 0.635×, past the 2× rule: defect), which
+    is why the adapter declares what fla saves."""
     import dataclasses
 
     t = get_adapter("fla:fused_recurrent_hgrn")
+    assert t.traits.saves == "input"
+    v = _run("gradients", torch.float16, target=t, max_examples=100)
+    assert v.status == "passed" and v.examples == 100, v.reason
     t = dataclasses.replace(t, traits=t.traits.with_(saves=None))
     v = _run("gradients", torch.float16, target=t, max_examples=100)
-    assert v.status == "failed" and v.failure_class == "precision", v.reason
+    assert v.status == "failed" and v.failure_class in ("precision", "defect"), v.reason
     assert "plain torch float16 (hgrn/sequential, same example)" in v.reason and v.baseline is not None
