@@ -271,7 +271,7 @@ class _Unimportable(types.ModuleType):
 
     def __init__(self, where: str, error: BaseException):
         super().__init__("rnnconf_unimportable_" + re.sub(r"\W", "_", where))
-        self.__where, self.__error = where, f"importing {where} raised {_one_line(error)}"
+        self.__error = f"importing {where} raised {_one_line(error)}"
 
     def __getattr__(self, attr: str):
         if attr.startswith("__"):

@@ -6,12 +6,15 @@ import os
 
 # One CPU share per pytest-xdist worker.  Every worker's torch (and numpy's BLAS) otherwise starts one thread per
 # core, and on CI's 2 cores 2 workers × 2 spinning threads made the tier ~3.5× slower (delta-rule chunk forms: 35 s
-# against 9 s; benchmarks/bench_suite.py).  Set before torch is imported here, and inherited by the subprocesses the
-# CLI tests start.
+# against 9 s; benchmarks/bench_suite.py).  The environment is inherited by the subprocesses the CLI tests start;
+# torch may already be imported (by a plugin), so its thread count is set as well.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(_var, str(_share))
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 if os.environ.get("RNNCONF_PROFILE", "ci") != "gpu":
     try:
@@ -21,17 +24,6 @@ if os.environ.get("RNNCONF_PROFILE", "ci") != "gpu":
             os.environ.setdefault("TRITON_INTERPRET", "1")
     except ImportError:
         pass
-
-
-def _one_share_of_threads():
-    """torch may already be imported (by a plugin) with one thread per core: take this worker's share now."""
-    if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-        import torch
-
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-
-
-_one_share_of_threads()
 
 
 def pytest_addoption(parser):

@@ -118,8 +118,8 @@ def interpreter_skips(target: Target) -> tuple[Skip, ...]:
 
 def _probe(target: Target, dtype) -> tuple[Skip, ...]:
     import torch
-    from triton.runtime.errors import InterpreterError
 
+    from ..kernels._backend import interpreter_limit
     from ..spec import get_spec
     from ..spec.base import dim_size
 
@@ -140,16 +140,10 @@ def _probe(target: Target, dtype) -> tuple[Skip, ...]:
         if grad and outs:
             torch.autograd.grad(sum(o.sum() for o in outs), [t for t in inputs if t.requires_grad],
                                 allow_unused=True)
-    except InterpreterError as e:
-        try:
-            ver = importlib.metadata.version("triton")
-        except importlib.metadata.PackageNotFoundError:
-            ver = "?"
+    except Exception as e:  # noqa: BLE001 — unless the interpreter's limit, the target's own error: the properties say
+        limit = interpreter_limit(e, context=f" in {str(dtype).replace('torch.', '')}")
         what = "its backward" if where == "backward" else "it"
-        return (Skip(where, f"{target.id}: {what} cannot run under the Triton {ver} interpreter in "
-                            f"{str(dtype).replace('torch.', '')} ({str(e).strip()}); not judged here", dtype),)
-    except Exception:  # noqa: BLE001 — the target's own error: left for the properties to report
-        return ()
+        return (Skip(where, f"{target.id}: {what} {limit}", dtype),) if limit else ()
     return ()
 
 

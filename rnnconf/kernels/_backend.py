@@ -31,13 +31,14 @@ def interpreter_active() -> bool:
     return os.environ.get("TRITON_INTERPRET", "").strip().lower() in _TRUTHY
 
 
-def interpreter_limit(exc: BaseException) -> str | None:
+def interpreter_limit(exc: BaseException, context: str = "") -> str | None:
     """Why ``exc`` is a limit of the Triton interpreter rather than a verdict on the kernel, or None.
 
     Under ``TRITON_INTERPRET=1`` an exception raised while *interpreting* a kernel body reaches the caller as
     ``triton.runtime.errors.InterpreterError`` (e.g. ``.to`` on a ``range`` variable, mask dtypes the interpreter does
     not take).  Natively the same code compiles or fails with a ``CompilationError``, which stays a verdict.  A
-    property call that hits one is *skipped* with this reason — never a pass, never a failure; a GPU run judges it."""
+    property call that hits one is *skipped* with this reason — never a pass, never a failure; a GPU run judges it.
+    ``context`` goes after "interpreter" (e.g. " in float16")."""
     if not interpreter_active():
         return None
     try:
@@ -55,7 +56,7 @@ def interpreter_limit(exc: BaseException) -> str | None:
                 msg = str(e).strip()
             except Exception:  # noqa: BLE001  (a message that cannot be printed)
                 msg = type(e).__name__
-            return f"cannot run under the Triton {ver} interpreter ({msg}); not judged here"
+            return f"cannot run under the Triton {ver} interpreter{context} ({msg}); not judged here"
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return None

@@ -37,7 +37,7 @@ class Profile:
 
     def examples_for(self, target) -> int:
         """The example count of one property on ``target`` at this profile (see ``interpreted_examples``)."""
-        if self.interpreted_examples is not None and self.device == "cpu" and getattr(target, "kind", "") == "triton":
+        if self.interpreted_examples is not None and self.device == "cpu" and target.kind == "triton":
             from ..kernels._backend import interpreter_active
 
             if interpreter_active():

@@ -82,8 +82,9 @@ def smoke_call(spec, target, device: str = "cpu", dtype: torch.dtype | None = No
         runnable = [d for d in target.dtypes
                     if not target.skip_reason(SMOKE_PROP, d) and not dtype_unrunnable(target, d, device)]
         if not runnable:  # nothing can be called here: every property says why (skipped), nothing is blamed
-            return SmokeResult(ok=True, reason="not called: no claimed dtype can run here "
-                                               f"({target.skip_reason(SMOKE_PROP, target.dtypes[0]) or 'backend'})")
+            d = target.dtypes[0]
+            why = target.skip_reason(SMOKE_PROP, d) or dtype_unrunnable(target, d, device)
+            return SmokeResult(ok=True, reason=f"not called: no claimed dtype can run here ({why})")
         dtype = primary_dtype(target) if primary_dtype(target) in runnable else runnable[0]
     ex = smallest_example(spec, target, dtype)
     final = spec.has_state and "final_state" in target.supports
