@@ -24,3 +24,10 @@ from .delta import delta_product_oracle, delta_rule_oracle, gated_delta_rule_ora
 register_oracle("delta-rule", delta_rule_oracle)
 register_oracle("gated-delta-rule", gated_delta_rule_oracle)
 register_oracle("delta-product", delta_product_oracle)
+from .nonlinear import elman_oracle, gru_oracle, lstm_oracle, odyssey_oracle, slstm_oracle  # noqa: E402
+
+register_oracle("lstm", lstm_oracle)
+register_oracle("gru", gru_oracle)
+register_oracle("elman", elman_oracle)
+register_oracle("slstm", slstm_oracle)
+register_oracle("lstm-odyssey", odyssey_oracle)

@@ -31,6 +31,9 @@ class OracleResult:
     cond: dict[str, torch.Tensor] = field(default_factory=dict)  # additive condition term (see spec.errors)
     slack: dict[str, torch.Tensor] = field(default_factory=dict)  # deviation the spec itself permits (ACP's ε)
     aux: dict[str, object] = field(default_factory=dict)  # spec-specific extras (e.g. exact attention weights)
+    # error of one rounding of the carried state after each step, per unit of the storage dtype's u (charged by
+    # state carry's extra rounding; a recurrence whose Jacobian amplifies it needs more than one step's c_step)
+    carry: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def to_mp(t: torch.Tensor):

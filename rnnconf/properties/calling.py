@@ -158,7 +158,7 @@ def call_target(spec: Spec, target: Target, inputs: dict, dtype: torch.dtype, de
         if requires_grad and a.differentiable:
             v.requires_grad_(True)
         args[a.name] = v
-    kwargs = {a.name: int(inputs[a.name]) for a in spec.statics if a.name in inputs}
+    kwargs = {a.name: (inputs[a.name] if a.choices else int(inputs[a.name])) for a in spec.statics if a.name in inputs}
     state = spec.state_arg
     if state is not None:
         h0 = None
@@ -239,4 +239,7 @@ def _dims_from_args(spec, args):
         if a.name in args:
             for s, n in zip(a.shape, args[a.name].shape):
                 dims.setdefault(s, n)
+    for name, d in spec.dims.items():  # fixed sizes no input carries (e.g. the state count S)
+        if d.lo == d.hi:
+            dims.setdefault(name, d.lo)
     return dims  # product symbols ("T*N") land here too; outputs use plain names

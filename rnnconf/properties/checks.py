@@ -22,7 +22,13 @@ from .context import Ctx
 from .registry import PROPERTIES, Property, prop, properties_for, register  # noqa: F401  (re-exported)
 
 
-def _t_axis(spec, out="o"):
+def _main(spec) -> str:
+    """The spec's sequence output (``o``, or ``h`` for the nonlinear cells): its first non-state output."""
+    return next(o.name for o in spec.outputs if not o.state)
+
+
+def _t_axis(spec, out=None):
+    out = out or _main(spec)
     for o in spec.outputs:
         if o.name == out:
             return o.shape.index("T")
@@ -185,11 +191,12 @@ def _carry():
             first = ctx.call(_slice_time(ctx.spec, ex["inputs"], 0, tau), ex["initial_state"])
             h_tau = first.outputs["final_state"]
             second = ctx.call(_slice_time(ctx.spec, ex["inputs"], tau, T), h_tau)
-            o = torch.cat([first.outputs["o"], second.outputs["o"]], ax)
+            m = _main(ctx.spec)
+            o = torch.cat([first.outputs[m], second.outputs[m]], ax)
             # one extra rounding: the carried state is stored in the dtype between the two calls
             desc = f"{first.desc} then {second.desc} (τ={tau})"
-            worst = max(worst, ctx.expect_close(f"o (split at τ={tau})", o, res.values["o"],
-                                                ctx.bound(res, "o", extra_steps=1.0), desc))
+            worst = max(worst, ctx.expect_close(f"{m} (split at τ={tau})", o, res.values[m],
+                                                ctx.bound(res, m, extra_steps=1.0), desc))
             worst = max(worst, ctx.expect_close(f"final_state (split at τ={tau})", second.outputs["final_state"],
                                                 res.values["final_state"], ctx.bound(res, "final_state", 1.0), desc))
         return worst
@@ -266,8 +273,9 @@ def _varlen():
             h0 = ex["initial_state"][n:n + 1] if ex["initial_state"] is not None else None
             res = ctx.oracle(_slice_time(ctx.spec, ex["inputs"], lo, hi), h0)
             desc = f"{call.desc} sequence {n} (t ∈ [{lo}, {hi}))"
-            worst = max(worst, ctx.expect_close(f"o[seq {n}]", call.outputs["o"].narrow(ax, lo, hi - lo),
-                                                res.values["o"], ctx.bound(res, "o"), desc))
+            m = _main(ctx.spec)
+            worst = max(worst, ctx.expect_close(f"{m}[seq {n}]", call.outputs[m].narrow(ax, lo, hi - lo),
+                                                res.values[m], ctx.bound(res, m), desc))
             if "final_state" in call.outputs:
                 worst = max(worst, ctx.expect_close(f"final_state[seq {n}]", call.outputs["final_state"][n:n + 1],
                                                     res.values["final_state"], ctx.bound(res, "final_state"), desc))
@@ -294,7 +302,7 @@ def _determinism():
 
 
 # ---- gradients ------------------------------------------------------------------------------------------------
-def _grad_magnitudes(spec, target, inputs, h0, do, dht):
+def _grad_magnitudes(spec, target, inputs, h0, do, dht, dtype=None):
     cumsum = target.traits.cumsum != "none"
     if spec.extra.get("family") == "diagonal":
         return diagonal.grad_magnitudes(spec.extra["coeffs"], inputs, h0, do, dht, spec.extra.get("log_a"), cumsum)
@@ -303,7 +311,10 @@ def _grad_magnitudes(spec, target, inputs, h0, do, dht):
         return None
     import inspect
 
-    kw = {"traits": target.traits} if "traits" in inspect.signature(fn).parameters else {}
+    params = inspect.signature(fn).parameters
+    kw = {"traits": target.traits} if "traits" in params else {}
+    if "dtype" in params:
+        kw["dtype"] = dtype
     return fn(inputs, h0, do, dht, cumsum=cumsum, **kw)
 
 
@@ -348,16 +359,17 @@ def _gradients():
                             requires_grad=True)
         tg = _backward(tcall, ex, names, ctx.dtype, ctx.profile.device)
         rg = _backward(rcall, ex, names, torch.float64, "cpu")
-        mags = _grad_magnitudes(spec, ctx.target, ex["inputs"], ex["initial_state"], ex["do"], ex["dht"])
+        mags = _grad_magnitudes(spec, ctx.target, ex["inputs"], ex["initial_state"], ex["do"], ex["dht"], ctx.dtype)
         T = ex["dims"]["T"]
         steps = torch.tensor(float(T + 1), dtype=torch.float64)
         G = spec.extra["log_a"](**ex["inputs"]).abs().sum(1, keepdim=True) if "log_a" in spec.extra else None
         log_mass = None
         if ctx.target.traits.log_values:  # every contribution's relative error ≤ u·c_log·(its log mass) ≤ …·max
             res = ctx.oracle(ex["inputs"], ex["initial_state"])
-            lv = res.logvalue.get("o")
+            lv = res.logvalue.get(_main(spec))
             if lv is not None and lv.numel():
-                log_mass = float(torch.where(res.mag["o"] > 0, lv / res.mag["o"], torch.zeros_like(lv)).max())
+                mg = res.mag[_main(spec)]
+                log_mass = float(torch.where(mg > 0, lv / mg, torch.zeros_like(lv)).max())
         # gate partials below tiny are absolutely accurate only, and their cofactor can be ≫ 1: a floor of
         # c_step·tiny·Λ(1 + m_{t−1} + |v_t|) per summand (rnnconf.spec.diagonal.underflow_cofactors)
         cof = diagonal.underflow_cofactors(spec.extra["coeffs"], ex["inputs"], ex["initial_state"], ex["do"],
@@ -438,7 +450,7 @@ def _backward(call, ex, names, dtype, device):
         up = up.to(device=device, dtype=out.dtype)
         return (torch.conj(up) * out).real.sum() if out.is_complex() else (up * out).sum()
 
-    loss = inner(raw["o"], ex["do"])
+    loss = inner(raw[next(o for o in raw if o != "final_state")], ex["do"])
     if ex["dht"] is not None:
         loss = loss + inner(raw["final_state"], ex["dht"])
     leaves = dict(call.leaves)

@@ -12,6 +12,7 @@ import torch
 
 from ..oracles import DEFAULT_DPS, get_oracle
 from ..spec.base import Spec
+from ..spec.errors import unit_roundoff
 from ..spec.targets import Target
 from . import strategies as S
 from .calling import Call, PropertyFailure, call_target
@@ -72,6 +73,11 @@ class Ctx:
             re = S.draw_tensor(self.data, prefix + "initial_state.re", dom, shape, self.dtype)
             im = S.draw_tensor(self.data, prefix + "initial_state.im", dom, shape, self.dtype)
             return torch.complex(re, im)
+        slots = self.spec.extra.get("state_slots")
+        if slots and st_arg.name not in self.target.domain_overrides:  # one domain per state slot (along S)
+            parts = [S.draw_tensor(self.data, f"{prefix}initial_state[{k}]", d, shape[1:], self.dtype)
+                     for k, d in enumerate(slots)]
+            return self.spec.extra["fix_state"](torch.stack(parts))
         return S.draw_tensor(self.data, prefix + "initial_state", dom, shape, self.dtype)
 
     def draw_dims(self, fixed=None, bounds=None) -> dict:
@@ -98,6 +104,10 @@ class Ctx:
         lm = res.logmass.get(name)
         b = em.bound(res.steps[name] + extra_steps, res.mag[name], lm, self.dtype, self.target.traits,
                      res.logvalue.get(name), res.cond.get(name))
+        carry = res.carry.get(name)
+        if extra_steps and carry is not None:  # the carried state's rounding, propagated by the oracle's Jacobians
+            u_out = unit_roundoff(self.dtype)
+            b = b + extra_steps * u_out * carry * (1 + u_out)
         slack = res.slack.get(name)  # a deviation the spec itself permits (ACP: pruned weight < ε)
         return b if slack is None else b + slack
 

@@ -7,4 +7,5 @@ from . import (
     hgrn,  # noqa: F401
     hgrn_layer,  # noqa: F401
     mingru,  # noqa: F401
+    nonlinear,  # noqa: F401
 )

@@ -44,8 +44,8 @@ class Arg:
     ``shape`` is a tuple of :class:`Dim` names, or products of them such as ``"T*N"`` (DeltaProduct's keys carry
     n_h sub-steps per token, interleaved along one axis of length T·n_h).  ``kind`` is ``"input"`` (a tensor the op
     reads every step), ``"state"`` (``initial_state``), ``"param"`` (a per-channel tensor with no time axis) or
-    ``"static"`` (a Python int passed by keyword whose value is the size of its single shape symbol, e.g.
-    ``num_householder`` = N).
+    ``"static"`` (a Python value passed by keyword, fixed by the size of its single shape symbol: that size itself,
+    e.g. ``num_householder`` = N, or with ``choices`` the choice it indexes, e.g. the Odyssey ``variant`` name).
     """
 
     name: str
@@ -55,6 +55,7 @@ class Arg:
     optional: bool = False
     differentiable: bool = True
     doc: str = ""
+    choices: tuple = ()  # a static argument's values, indexed by its shape symbol's size
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ class Spec:
         return [a for a in self.args if a.kind == "static"]
 
     def static_values(self, dims: Mapping[str, int]) -> dict:
-        return {a.name: int(dims[a.shape[0]]) for a in self.statics}
+        return {a.name: (a.choices[int(dims[a.shape[0]])] if a.choices else int(dims[a.shape[0]]))
+                for a in self.statics}
 
     def time_factor(self, arg: Arg, inputs: Mapping[str, object]) -> int:
         """Steps per token along ``arg``'s time axis: 1 for ``"T"``, the static size N for ``"T*N"``."""

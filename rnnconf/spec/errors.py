@@ -203,6 +203,11 @@ class ErrorModel:
     c_log: float
     c_out: float = 1.0
     doc: str = ""
+    # "steps": floor (t+1)·c_step·tiny(dtype); "roundings": ``steps`` counts the roundings on an element's dependency
+    # chain (a running error analysis, rnnconf.spec.running_error), each of which may underflow by u_acc·tiny of the
+    # precision it is computed in (gradual underflow) or flush a float32 subnormal (tiny(float32)), plus the output's
+    # own u_out·tiny(dtype)
+    floor: str = "steps"
 
     def accumulate_u(self, dtype: torch.dtype, traits: Traits) -> float:
         u = unit_roundoff(dtype)
@@ -237,4 +242,8 @@ class ErrorModel:
             b = b + u_acc * self.c_log * logvalue * (1 + u_out)
         if cond is not None:
             b = b + u_acc * cond * (1 + u_out)
+        if self.floor == "roundings":
+            acc = dtype if traits.accumulate in (None, "input") else getattr(torch, traits.accumulate)
+            acc = acc if unit_roundoff(acc) >= u_acc else dtype
+            return b + steps * (u_acc * tiny(acc) + tiny(torch.float32)) + u_out * tiny(dtype)
         return b + steps * self.c_step * tiny(dtype)

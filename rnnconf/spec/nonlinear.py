@@ -1,0 +1,387 @@
+"""Nonlinear recurrent cells in FlashRNN's layout (Pöppel et al., "FlashRNN", arXiv 2412.07752): LSTM (Hochreiter &
+Schmidhuber 1997), the vanilla LSTM with peepholes and its eight variants of "LSTM: A Search Space Odyssey" (Greff et
+al., arXiv 1503.04069), GRU (Cho et al. 2014, in cuDNN's / ``torch.nn.GRU``'s convention), the Elman RNN, and sLSTM
+(Beck et al., "xLSTM", arXiv 2405.04517, with FlashRNN's stabiliser conventions).
+
+SIGNATURE (the input projection is precomputed):  ``fn(Wx, R, b, initial_state=None, output_final_state=False)
+-> (h, final_state)``; the Odyssey cell adds ``p``, ``Rg`` and a static ``variant``.
+  Wx [B, T, G, H, D]  gate pre-activations from the input;   R [G, H, D, D]  block-diagonal by head, [gate, head,
+  out, in];   b [G, H, D];   states [S, B, H, D] (initial and final);   h [B, T, H, D] (the first state, every step).
+Per head, gate g's pre-activation is  g̃_t = Wx_t[g] + R[g]·h_{t−1} + b[g]  (R[g]·h = Σ_in R[g, :, in] h[in]).
+``initial_state`` None means zeros.  No varlen form (FlashRNN has none).
+
+CELLS (gate order as stacked along G; state tuple as stacked along S):
+  lstm   (i, f, z, o; h, c):  c_t = σ(f̃)c_{t−1} + σ(ĩ)tanh(z̃),  h_t = σ(õ)tanh(c_t).
+  gru    (r, z, n; h):  r = σ(r̃), z = σ(z̃) with r̃, z̃ as above;  n = tanh(Wx[n] + r ⊙ (R[n]·h_{t−1} + b[n]))
+         (the reset applied *after* the recurrent matmul; b[n] is the recurrent bias b_hn — an input bias b_in
+         belongs in Wx[n]);  h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}.  FlashRNN packs its Wx as (r, z, n) but its R as
+         (n, r, z) and its b as (n_rec, r, z, n_in): its adapter converts, this spec does not.
+  elman  (g; h):  h_t = tanh(g̃).
+  slstm  (i, f, z, o; h, c, n, m):  exponential input gate, sigmoid forget gate, stabiliser m, normaliser n:
+         m_t = ĩ_t where n_{t−1} = 0 (the first step: FlashRNN detects it by n == 0, per element), else
+         m_t = max(log σ(f̃_t) + m_{t−1}, ĩ_t);  i′ = exp(ĩ_t − m_t), f′ = exp(log σ(f̃_t) + m_{t−1} − m_t);
+         c_t = f′c_{t−1} + i′tanh(z̃_t);  n_t = max(f′n_{t−1} + i′, 1);  h_t = σ(õ_t) c_t / n_t.
+         In exact arithmetic max(i′, f′) = 1 after the first step and n_t ≥ 1, so the clamp acts on rounding only;
+         its derivative is the unclamped one (the reference form differentiates f′n + i′ at n = 1).  The
+         stabiliser cancels from h (c and n are both scaled by e^{−m}), so h equals the unstabilised recurrence
+         c′ = σ(f̃)c′ + e^{ĩ}tanh z̃, n′ = σ(f̃)n′ + e^{ĩ}, h = σ(õ)c′/n′ wherever the clamp never acts.
+  lstm-odyssey (i, f, z, o; h, c, ī, f̄, ō — the last step's gates, read by FGR only), with peepholes p [3, H, D]
+         (p_i, p_f on c_{t−1}, p_o on c_t) and gate-to-gate matrices Rg [3, 3, H, D, D] (to, from ∈ i, f, o):
+         z = g(z̃),  i = σ(ĩ + p_i⊙c_{t−1}),  f = σ(f̃ + p_f⊙c_{t−1}),  c_t = z⊙i + c_{t−1}⊙f,
+         o = σ(õ + p_o⊙c_t),  h_t = o⊙h(c_t),  g = h = tanh.  ``variant`` (static): ``vanilla`` or one of
+         NIG (i ≡ 1), NFG (f ≡ 1), NOG (o ≡ 1), NIAF (g = identity), NOAF (h = identity), NP (no peepholes),
+         CIFG (f = 1 − i, the f slot of Wx/R/b unused), FGR (each gate a ∈ {i, f, o} adds Σ_{a′} Rg[a, a′]·a′_{t−1}).
+
+DOMAIN.  Every real Wx, R, b, p, Rg, and states: h, c real; the Odyssey gate states in [0, 1]; sLSTM's n ∈ {0} ∪
+[1, ∞) (0: no history yet) and m real.
+
+ERROR MODEL (first-order running error analysis, :mod:`rnnconf.spec.running_error`).  A nonlinear recurrence damps or
+amplifies a rounding error through its step Jacobian ∂s_t/∂s_{t−1}; no fixed c_step can say which.  So the bound is
+derived per example: the cell is evaluated once more in running-error arithmetic (float64 values, each carrying a
+bound e on its absolute error in units of u), *on the exact trajectory* — after each step the state values are reset
+to the oracle's exact ones, so every Jacobian is the exact one and only the error propagates.  Each operation charges
+its own rounding (a pre-activation is one dot of length D + 2 in any order: (D + 2)·Σ|terms|; σ, tanh and log σ an
+absolute C_ACT = 4 u; exp a relative (2 + |x|)u, the |x| for a GPU's rounding of x·log₂e; products, sums and the
+quotient one u relative) and propagates its operands' bounds through |∂op| — the step Jacobian, taken in absolute
+value, so the first-order bound holds for any rounding signs.  The bound on h_t is then
+u_acc·E_t (``cond``) + u_out·|h_t| (the output's rounding) + a floor for underflow, and a contractive cell gets
+a tight bound while an expanding one gets an honestly wide one.  Correlated errors (the same rounded m_t in c_t and
+n_t, whose ratio h_t is) are not credited: the bound is valid, and loose where |m| ≫ 1.  A state carried between two
+calls in the input dtype is rounded once more: ``carry`` is the same analysis with only a rounding of the state after
+every step (per unit of the output dtype's u), which bounds one rounding at any split.  Gradients: the same
+arithmetic in reverse mode (BPTT with every adjoint product and accumulation charged, the forward values it reads
+with their forward errors, and those saved in a lower precision with that precision's u added), on the float64
+trajectory of the inputs drawn.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import running_error as re_
+from .base import Arg, Dim, Invariant, Output, Spec, pow2_boundaries, register
+from .domains import Domain, real
+from .errors import ErrorModel
+
+VARIANTS = ("vanilla", "NIG", "NFG", "NOG", "NIAF", "NOAF", "NP", "CIFG", "FGR")
+
+
+def _dims(G: int, S: int, extra: dict | None = None) -> dict:
+    d = {
+        "B": Dim("B", 1, 8, edges=(1,), doc="batch", boundaries=pow2_boundaries(4, 8)),
+        "T": Dim("T", 1, 4096, edges=(1, 2, 3, 17, 31), doc="sequence length", boundaries=pow2_boundaries(16, 1025)),
+        "G": Dim("G", G, G, doc="gates"),
+        "H": Dim("H", 1, 8, edges=(1,), doc="heads", boundaries=pow2_boundaries(4, 8)),
+        "D": Dim("D", 1, 128, edges=(1, 2, 16), doc="head dim", boundaries=pow2_boundaries(16, 128)),
+        "S": Dim("S", S, S, doc="states"),
+    }
+    d.update(extra or {})
+    return d
+
+
+PRE = real(1.0, edges=(0.0, 30.0, -30.0, 1e4, -1e4), name="pre-activation")
+WEIGHT = real(0.5, edges=(0.0,), name="recurrent weight")
+BIAS = real(1.0, edges=(0.0,), name="bias")
+STATE = real(1.0, edges=(0.0,), name="state")
+GATE_STATE = Domain("gate state", lo=0.0, hi=1.0, center=0.5, scale=0.3, law="uniform", edges=(0.0, 1.0))
+NORMALISER = Domain("n", lo=0.0, center=1.0, law="lognormal", edges=(0.0, 1.0),
+                    doc="n ∈ {0} ∪ [1, ∞): values drawn below 1 become 0 (no history)")
+STABILISER = real(1.0, edges=(0.0, 1e4, -1e4), name="m")
+
+NONLINEAR_ERROR = ErrorModel(c_step=0.0, c_log=0.0, c_out=1.0, floor="roundings",
+                             doc=__doc__.split("ERROR MODEL")[1].strip())
+
+
+def _args(G: int, S: int, odyssey: bool = False):
+    a = [Arg("Wx", ("B", "T", "G", "H", "D"), PRE, doc="gate pre-activations from the input"),
+         Arg("R", ("G", "H", "D", "D"), WEIGHT, kind="param", doc="recurrent matrices [gate, head, out, in]"),
+         Arg("b", ("G", "H", "D"), BIAS, kind="param", doc="biases")]
+    if odyssey:
+        a += [Arg("p", ("P", "H", "D"), WEIGHT, kind="param", doc="peepholes p_i, p_f (on c_{t−1}), p_o (on c_t)"),
+              Arg("Rg", ("P", "P", "H", "D", "D"), WEIGHT, kind="param",
+                  doc="FGR gate-to-gate matrices [to, from] over (i, f, o)"),
+              Arg("variant", ("VAR",), real(), kind="static", doc="the Odyssey variant", choices=VARIANTS)]
+    a.append(Arg("initial_state", ("S", "B", "H", "D"), STATE, kind="state", optional=True,
+                 doc="states stacked along S (zeros when None)"))
+    return tuple(a)
+
+
+def _outputs():
+    return (Output("h", ("B", "T", "H", "D"), "h_t, every step"),
+            Output("final_state", ("S", "B", "H", "D"), "every state after the last step", state=True))
+
+
+GATES_INV = Invariant("nonlinear-gates-range", "every sigmoid gate lies in (0, 1) (at the oracle's 30 digits a logit "
+                      "beyond ±70 rounds σ to 0 or 1: checked as [0, 1]), on every oracle example",
+                      checked_by="rnnconf/oracles/nonlinear.py::check_gates")
+H_BOUND_INV = Invariant("nonlinear-h-bounded", "|h_t| < 1 wherever the cell guarantees it (tanh outputs; GRU while "
+                        "|h_0| ≤ 1; sLSTM while |c_0| ≤ n_0; every Odyssey variant but NOAF): judged |h_t| ≤ 1 "
+                        "within the rounding bound")
+BLOCK_INV = Invariant("nonlinear-block-diagonal", "block-diagonal R: the H-head call equals H independent "
+                      "single-head calls, head by head (within the bound: a single-head call may round differently)")
+
+
+def _spec(spec_id, title, paper, G, S, gates, states, math_, invariants=(), odyssey=False, extra_dims=None):
+    sig = ("fn(Wx, R, b, p, Rg, variant='vanilla', initial_state=None, output_final_state=False)" if odyssey else
+           "fn(Wx, R, b, initial_state=None, output_final_state=False)") + " -> (h, final_state)"
+    return register(Spec(
+        id=spec_id, title=title, paper=paper, version="1", math=math_, signature=sig,
+        dims=_dims(G, S, extra_dims), args=_args(G, S, odyssey), outputs=_outputs(),
+        forms=("sequential", "triton-fused"),
+        invariants=(GATES_INV, H_BOUND_INV, BLOCK_INV, *invariants),
+        error_model=NONLINEAR_ERROR, supports_varlen=False,
+        notes=f"gates ({', '.join(gates)}); states ({', '.join(states)})",
+        extra={"family": "rnn", "reference_form": "sequential", "independent_axes": ("B", "H"), "cell": spec_id,
+               "gates": gates, "states": states, "grad_magnitudes": grad_magnitudes,
+               "state_slots": _slots(spec_id), "fix_state": lambda st, _id=spec_id: fix_state(_id, st)},
+    ))
+
+
+def _slots(spec_id):
+    if spec_id == "slstm":
+        return (STATE, STATE, NORMALISER, STABILISER)
+    if spec_id == "lstm-odyssey":
+        return (STATE, STATE, GATE_STATE, GATE_STATE, GATE_STATE)
+    return None
+
+
+def fix_state(spec_id: str, s: torch.Tensor) -> torch.Tensor:
+    """Map a drawn state into the spec's domain: sLSTM's n below 1 becomes 0 (no history)."""
+    if spec_id == "slstm" and s.shape[0] == 4:
+        s = s.clone()
+        s[2] = torch.where(s[2] < 1, torch.zeros_like(s[2]), s[2])
+    return s
+
+
+# ---- the cells in running-error arithmetic (the error model; the oracle and the forms are written separately) ---
+def _pre(x, Rm, bb, h, g):
+    return re_.affine(x[g], bb[g], Rm[g], h)
+
+
+def _times(fp, s):
+    """f′·s, exactly 0 where s = 0 even if f′ = e^{…} overflowed float64 (a first step with ĩ ≪ 0)."""
+    zero = re_.exact(torch.zeros_like(fp.v))
+    return re_.where((s.v == 0) & torch.isinf(fp.v), zero, fp) * s
+
+
+def cell_step(cell: str, x, Rm, bb, st, extra=None):
+    """One step of ``cell`` on R values: x, Rm, bb lists per gate ([B, H, D], [H, D, D], [H, D]), st the state
+    tuple.  Returns the new state tuple (its first entry is h_t)."""
+    one = None
+    if cell == "lstm":
+        h, c = st
+        i, f, z, o = (_pre(x, Rm, bb, h, g) for g in range(4))
+        c = re_.sigmoid(f) * c + re_.sigmoid(i) * re_.tanh(z)
+        return (re_.sigmoid(o) * re_.tanh(c), c)
+    if cell == "elman":
+        (h,) = st
+        return (re_.tanh(_pre(x, Rm, bb, h, 0)),)
+    if cell == "gru":
+        (h,) = st
+        r, z = re_.sigmoid(_pre(x, Rm, bb, h, 0)), re_.sigmoid(_pre(x, Rm, bb, h, 1))
+        zero = re_.exact(torch.zeros_like(x[2].v))
+        n = re_.tanh(x[2] + r * re_.affine(zero, bb[2], Rm[2], h))
+        one = re_.exact(torch.ones_like(z.v))
+        return ((one - z) * n + z * h,)
+    if cell == "slstm":
+        h, c, n, m = st
+        i, f, z, o = (_pre(x, Rm, bb, h, g) for g in range(4))
+        lsf = re_.logsigmoid(f)
+        m_new = re_.where(n.v == 0, i, re_.maximum(lsf + m, i))  # the state m, with its full error
+        if re_.gauge_free():  # m's error is a gauge (module docstring): i′, f′ read the computed m_t as exact
+            m_in = re_.R(m.v, torch.minimum(m.e, m.v.abs()) if re_.storing() else torch.zeros_like(m.e))
+            lf, mg = lsf + m_in, re_.R(m_new.v, torch.zeros_like(m_new.e))
+            # not credited: the branch m_t took has exponent fl(x) − fl(x) = 0, but relative to the gauge m̂_t the
+            # exact exponent is x − m̂_t, off by x's error
+            ip, fp = re_.exp(i - mg), re_.exp(lf - mg)
+        else:
+            lf = lsf + m
+            ip, fp = re_.exp(i - m_new), re_.exp(lf - m_new)
+        c = _times(fp, c) + ip * re_.tanh(z)
+        nn = _times(fp, n) + ip
+        n_new = re_.where(nn.v >= 1, nn, re_.exact(torch.ones_like(nn.v)))
+        return (re_.sigmoid(o) * c / n_new, c, n_new, m_new)
+    if cell == "lstm-odyssey":
+        return _odyssey_step(x, Rm, bb, st, extra)
+    raise KeyError(cell)
+
+
+def _odyssey_step(x, Rm, bb, st, extra):
+    variant, p, Rg = extra["variant"], extra["p"], extra["Rg"]
+    h, c, gi, gf, go = st
+    peep = variant != "NP"
+    prev = (gi, gf, go)
+
+    def fgr(pre, a):
+        if variant != "FGR":
+            return pre
+        zero = re_.exact(torch.zeros_like(p[0].v))
+        for a2 in range(3):
+            pre = re_.affine(pre, zero, Rg[a][a2], prev[a2])
+        return pre
+
+    one = re_.exact(torch.ones_like(c.v))
+    zt = _pre(x, Rm, bb, h, 2)
+    z = zt if variant == "NIAF" else re_.tanh(zt)
+    it = fgr(_pre(x, Rm, bb, h, 0) + (p[0] * c if peep else 0.0), 0)
+    i = one if variant == "NIG" else re_.sigmoid(it)
+    if variant == "CIFG":
+        f = one - i
+    else:
+        ft = fgr(_pre(x, Rm, bb, h, 1) + (p[1] * c if peep else 0.0), 1)
+        f = one if variant == "NFG" else re_.sigmoid(ft)
+    zi = z if variant == "NIG" else z * i
+    cf = c if variant == "NFG" else c * f
+    c = zi + cf
+    ot = fgr(_pre(x, Rm, bb, h, 3), 2)
+    if peep:
+        ot = ot + p[2] * c
+    o = one if variant == "NOG" else re_.sigmoid(ot)
+    hc = c if variant == "NOAF" else re_.tanh(c)
+    y = hc if variant == "NOG" else o * hc
+    return (y, c, i, f, o)
+
+
+def _split(spec_id, inputs, leaf):
+    Wx, R, b = inputs["Wx"].double(), inputs["R"].double(), inputs["b"].double()
+    G = Wx.shape[2]
+    Rm = [leaf(R[g]) for g in range(G)]
+    bb = [leaf(b[g]) for g in range(G)]
+    extra = None
+    if spec_id == "lstm-odyssey":
+        p, Rg = inputs["p"].double(), inputs["Rg"].double()
+        extra = {"variant": inputs["variant"], "p": [leaf(p[a]) for a in range(3)],
+                 "Rg": [[leaf(Rg[a][a2]) for a2 in range(3)] for a in range(3)]}
+    return Wx, Rm, bb, extra
+
+
+def initial_states(spec_id: str, Wx: torch.Tensor, S: int, initial_state):
+    B, _, _, H, D = Wx.shape
+    if initial_state is None:
+        return torch.zeros(S, B, H, D, dtype=torch.float64)
+    return initial_state.double()
+
+
+def running_errors(spec_id: str, inputs: dict, initial_state, exact_states=None, mode: str = "ops"):
+    """Per step, the running-error bound of every state (units of u): a list over t of [S, B, H, D] tensors, plus the
+    number of counted operations per step (the underflow floor's count).  ``exact_states`` (list over t of
+    [S, B, H, D], the oracle's): the values are reset to them after every step (the exact trajectory)."""
+    spec_S = {"lstm": 2, "gru": 1, "elman": 1, "slstm": 4, "lstm-odyssey": 5}[spec_id]
+    with re_.mode(mode):
+        Wx, Rm, bb, extra = _split(spec_id, inputs, re_.exact)
+        s0 = initial_states(spec_id, Wx, spec_S, initial_state)
+        st = tuple(re_.exact(s0[k]) for k in range(spec_S))
+        out = []
+        for t in range(Wx.shape[1]):
+            x = [re_.exact(Wx[:, t, g]) for g in range(Wx.shape[2])]
+            st = tuple(re_.store(s) for s in cell_step(spec_id, x, Rm, bb, st, extra))
+            e = torch.stack([s.e for s in st])
+            if spec_id == "slstm" and re_.gauge_free():  # c and n in the oracle's gauge: + |c|·e_m, |n|·e_m
+                e = torch.stack([e[0], e[1] + st[1].v.abs() * e[3], e[2] + st[2].v.abs() * e[3], e[3]])
+            out.append(e)
+            if exact_states is not None:
+                st = tuple(re_.R(exact_states[t][k], s.e) for k, s in enumerate(st))
+    D = Wx.shape[-1]
+    return out, Wx.shape[2] * (D + 2) + 24
+
+
+def grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None, dtype=None, cell: str | None = None
+                    ) -> dict:
+    """(|gradient|, running-error bound in units of u_acc) per differentiable input and the initial state: BPTT in
+    running-error arithmetic (module docstring).  ``traits.saves`` adds (u_s/u_acc)·|v| to each forward value the
+    adjoint reads."""
+    from .errors import saved_u, unit_roundoff
+
+    spec_id = cell or inputs.get("_cell")
+    read_rel = 0.0
+    if traits is not None and traits.saves and dtype is not None:
+        read_rel = saved_u(dtype, traits) / NONLINEAR_ERROR.accumulate_u(dtype, traits)
+    del unit_roundoff
+    S = {"lstm": 2, "gru": 1, "elman": 1, "slstm": 4, "lstm-odyssey": 5}[spec_id]
+    with re_.tape() as tp:
+        Wx, Rm, bb, extra = _split(spec_id, inputs, re_.leaf)
+        B, T, G, H, D = Wx.shape
+        s0 = initial_states(spec_id, Wx, S, h0)
+        st0 = tuple(re_.leaf(s0[k]) for k in range(S))
+        st = st0
+        xs, hs = [], []
+        for t in range(T):
+            x = [re_.leaf(Wx[:, t, g]) for g in range(G)]
+            xs.append(x)
+            st = cell_step(spec_id, x, Rm, bb, st, extra)
+            hs.append(st[0])
+    seeds = [(hs[t], do[:, t].double()) for t in range(T)]
+    if dht is not None:
+        seeds += [(st[k], dht[k].double()) for k in range(S)]
+    leaves = [x for row in xs for x in row] + Rm + bb + list(st0)
+    if extra is not None:
+        leaves += extra["p"] + [r for row in extra["Rg"] for r in row]
+    grads = re_.backward(tp, seeds, leaves, read_rel)
+    it = iter(grads)
+
+    def take(shape_like):
+        g = next(it)
+        return (torch.zeros_like(shape_like), torch.zeros_like(shape_like)) if g is None else (g.v, g.e)
+
+    gWx_v = torch.zeros(B, T, G, H, D, dtype=torch.float64)
+    gWx_e = torch.zeros_like(gWx_v)
+    for t in range(T):
+        for g in range(G):
+            gWx_v[:, t, g], gWx_e[:, t, g] = take(Wx[:, t, g])
+    res = {"Wx": (gWx_v.abs(), gWx_e)}
+    for name, arr in (("R", Rm), ("b", bb)):
+        vs, es = zip(*(take(r.v) for r in arr))
+        res[name] = (torch.stack(vs).abs(), torch.stack(es))
+    vs, es = zip(*(take(s.v) for s in st0))
+    res["initial_state"] = (torch.stack(vs).abs(), torch.stack(es))
+    if extra is not None:
+        vs, es = zip(*(take(r.v) for r in extra["p"]))
+        res["p"] = (torch.stack(vs).abs(), torch.stack(es))
+        rows = [[take(r.v) for r in row] for row in extra["Rg"]]
+        res["Rg"] = (torch.stack([torch.stack([a[0] for a in row]) for row in rows]).abs(),
+                     torch.stack([torch.stack([a[1] for a in row]) for row in rows]))
+    return res
+
+
+def _grad_fn(cell):
+    def fn(inputs, h0, do, dht, cumsum=False, traits=None, dtype=None):
+        return grad_magnitudes(inputs, h0, do, dht, cumsum, traits, dtype, cell=cell)
+
+    return fn
+
+
+_ODY = {"P": Dim("P", 3, 3, doc="peephole / gate-to-gate gates (i, f, o)"),
+        "VAR": Dim("VAR", 0, len(VARIANTS) - 1, edges=tuple(range(len(VARIANTS))), doc="variant index")}
+
+LSTM = _spec("lstm", "LSTM (FlashRNN layout)", "arXiv:2412.07752", 4, 2, ("i", "f", "z", "o"), ("h", "c"),
+             "c_t = σ(f̃)c_{t−1} + σ(ĩ)tanh(z̃), h_t = σ(õ)tanh(c_t); g̃ = Wx[g] + R[g]h_{t−1} + b[g]")
+GRU = _spec("gru", "GRU (cuDNN / torch.nn.GRU convention)", "arXiv:1406.1078", 3, 1, ("r", "z", "n"), ("h",),
+            "r, z = σ(r̃), σ(z̃); n = tanh(Wx[n] + r⊙(R[n]h_{t−1} + b[n])); h_t = (1 − z)⊙n + z⊙h_{t−1}")
+ELMAN = _spec("elman", "Elman RNN", "arXiv:2412.07752", 1, 1, ("g",), ("h",), "h_t = tanh(Wx + R h_{t−1} + b)")
+SLSTM = _spec(
+    "slstm", "sLSTM (FlashRNN's stabilised form)", "arXiv:2405.04517, arXiv:2412.07752", 4, 4,
+    ("i", "f", "z", "o"), ("h", "c", "n", "m"),
+    "m_t = ĩ (n_{t−1} = 0) else max(log σ(f̃) + m_{t−1}, ĩ); i′ = e^{ĩ−m_t}, f′ = e^{log σ(f̃)+m_{t−1}−m_t}; "
+    "c_t = f′c + i′tanh z̃; n_t = max(f′n + i′, 1); h_t = σ(õ)c_t/n_t",
+    invariants=(
+        Invariant("slstm-stabiliser-exact", "the stabilised and unstabilised computations give the same h (mpmath, "
+                  "where the clamp never acts and e^{ĩ} is finite), on every oracle example",
+                  checked_by="rnnconf/oracles/nonlinear.py::check_slstm"),
+        Invariant("slstm-normaliser", "n_t ≥ 1 after every step: the final state's n of every call that ran a step "
+                  "is ≥ 1, bitwise (the clamp makes it exact in floats too)", tolerance="exact"),
+        Invariant("slstm-max-gate", "max(i′, f′) = 1 after the first step, and m_t ≥ m_{t−1} + log σ(f̃_t) "
+                  "(exact, on every oracle example)", tolerance="exact",
+                  checked_by="rnnconf/oracles/nonlinear.py::check_slstm"),
+    ))
+LSTM_ODYSSEY = _spec(
+    "lstm-odyssey", "Vanilla LSTM with peepholes and its eight Odyssey variants", "arXiv:1503.04069", 4, 5,
+    ("i", "f", "z", "o"), ("h", "c", "ī", "f̄", "ō"),
+    "z = g(z̃); i = σ(ĩ + p_i c_{t−1}); f = σ(f̃ + p_f c_{t−1}); c_t = z i + c_{t−1} f; o = σ(õ + p_o c_t); "
+    "h_t = o h(c_t); variant ∈ {vanilla, NIG, NFG, NOG, NIAF, NOAF, NP, CIFG, FGR}",
+    invariants=(Invariant("odyssey-reductions", "each variant equals vanilla with its component clamped, judged "
+                          "against the other spec's oracle: NP = vanilla with p = 0 = lstm; NIG/NFG/NOG = vanilla "
+                          "with ĩ/f̃/õ → +∞ (Wx = 1e4 on that gate and its peephole/recurrence zero); CIFG = "
+                          "vanilla with f̃ := −ĩ (negated Wx, R, b, p of the i slot); FGR with Rg = 0 = vanilla; "
+                          "NIAF, NOAF (no clamp reaches an identity activation) against their own oracle only"),),
+    odyssey=True, extra_dims=_ODY)
+for _s in (LSTM, GRU, ELMAN, SLSTM, LSTM_ODYSSEY):
+    _s.extra["grad_magnitudes"] = _grad_fn(_s.id)
