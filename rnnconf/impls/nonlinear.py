@@ -7,6 +7,8 @@ stays in the compute dtype between steps.  Written independently of the oracle a
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -43,10 +45,11 @@ def elman_step(x, R, b, st, extra=None):
     return (torch.tanh(x[:, 0] + _rec(R, h)[:, 0] + b[0]),)
 
 
-def _times(fp, s):
-    """f′·s, exactly 0 where s = 0 even if f′ overflowed (a first step's f′ = e^{log σ(f̃) + m_{t−1} − ĩ} with
-    ĩ ≪ 0): inf·0 would be NaN where the exact product is 0 (the derivative in s is then not representable)."""
-    return torch.where((s == 0) & torch.isinf(fp), torch.zeros_like(fp), fp) * s
+def _exp_history(x):
+    """f′ = e^x, finite: after the first step x ≤ 0; on a first step (n_{t−1} = 0, so c_{t−1} = 0) x = log σ(f̃) +
+    m_{t−1} − ĩ can exceed log(max float) where ĩ ≪ 0, and inf·0 would make c NaN (and its gradient, through
+    exp's backward, too).  Capped below the largest finite value, f′·0 = 0 exactly."""
+    return torch.exp(x.clamp(max=math.log(torch.finfo(x.dtype).max) - 1))
 
 
 def slstm_step(x, R, b, st, extra=None):
@@ -56,9 +59,9 @@ def slstm_step(x, R, b, st, extra=None):
     it, ft, zt, ot = pre.unbind(1)
     lf = F.logsigmoid(ft) + m
     m_new = torch.where(n == 0, it, torch.where(lf >= it, lf, it))
-    ip, fp = torch.exp(it - m_new), torch.exp(lf - m_new)
-    c = _times(fp, c) + ip * torch.tanh(zt)
-    nn = _times(fp, n) + ip
+    ip, fp = torch.exp(it - m_new), _exp_history(lf - m_new)
+    c = fp * c + ip * torch.tanh(zt)
+    nn = fp * n + ip
     n = torch.where(nn >= 1, nn, torch.ones_like(nn))
     return (torch.sigmoid(ot) * c / n, c, n, m_new)
 

@@ -127,6 +127,9 @@ class Ctx:
                                   f"[{call_desc}]")
         if observed.numel() == 0:
             return 0.0
+        if torch.isnan(bound).any():  # a bound that cannot be compared would pass everything: rnnconf's defect
+            raise RuntimeError(f"{what}: the error model's bound is NaN at {_index(torch.isnan(bound).nonzero()[0])} "
+                               f"[{call_desc}]")
         fmax = torch.finfo(self.dtype).max
         # an exact value within its error bound of the largest finite number may round to ±inf: not judged then
         judged = expected.abs() + bound < fmax

@@ -237,7 +237,9 @@ class ErrorModel:
         if logmass is not None and self.c_log:
             coef = coef + self.c_log * self.depth(steps, traits) * logmass
         # (1 + u_out): the final rounding to the output dtype also scales the accumulated error
-        b = u_acc * coef * mag * (1 + u_out) + u_out * self.c_out * mag
+        # a zero coefficient charges nothing, also against an infinite magnitude (0·inf would be a NaN bound)
+        grow = torch.where(coef == 0, torch.zeros_like(mag), coef * mag) if self.c_step == 0 else coef * mag
+        b = u_acc * grow * (1 + u_out) + u_out * self.c_out * mag
         if traits.log_values and logvalue is not None:
             b = b + u_acc * self.c_log * logvalue * (1 + u_out)
         if cond is not None:

@@ -32,8 +32,8 @@ CELLS (gate order as stacked along G; state tuple as stacked along S):
          NIG (i ≡ 1), NFG (f ≡ 1), NOG (o ≡ 1), NIAF (g = identity), NOAF (h = identity), NP (no peepholes),
          CIFG (f = 1 − i, the f slot of Wx/R/b unused), FGR (each gate a ∈ {i, f, o} adds Σ_{a′} Rg[a, a′]·a′_{t−1}).
 
-DOMAIN.  Every real Wx, R, b, p, Rg, and states: h, c real; the Odyssey gate states in [0, 1]; sLSTM's n ∈ {0} ∪
-[1, ∞) (0: no history yet) and m real.
+DOMAIN.  Every real Wx, R, b, p, Rg, and states: h, c real; the Odyssey gate states in [0, 1]; sLSTM's states as
+they are reachable: n ∈ {0} ∪ [1, ∞) (0: no history yet), |c| ≤ n, |h| ≤ 1, m real (:func:`fix_state`).
 
 ERROR MODEL (first-order running error analysis, :mod:`rnnconf.spec.running_error`).  A nonlinear recurrence damps or
 amplifies a rounding error through its step Jacobian ∂s_t/∂s_{t−1}; no fixed c_step can say which.  So the bound is
@@ -145,10 +145,15 @@ def _slots(spec_id):
 
 
 def fix_state(spec_id: str, s: torch.Tensor) -> torch.Tensor:
-    """Map a drawn state into the spec's domain: sLSTM's n below 1 becomes 0 (no history)."""
+    """Map a drawn state into the sLSTM's reachable set: n below 1 becomes 0 (no history), |c| ≤ n (c_t is a
+    weighted sum of tanh values whose weights sum to n_t, so c = 0 where n = 0) and |h| ≤ 1 (= σ(õ)|c|/n).  Beyond it
+    the pre-activations R·h grow without bound and e^{ĩ − m} of two such rounded numbers is beyond any fixed-digit
+    oracle (|ĩ|·10^{−dps} ≥ 1)."""
     if spec_id == "slstm" and s.shape[0] == 4:
         s = s.clone()
         s[2] = torch.where(s[2] < 1, torch.zeros_like(s[2]), s[2])
+        s[1] = torch.maximum(torch.minimum(s[1], s[2]), -s[2])
+        s[0] = s[0].clamp(-1, 1)
     return s
 
 
@@ -157,10 +162,7 @@ def _pre(x, Rm, bb, h, g):
     return re_.affine(x[g], bb[g], Rm[g], h)
 
 
-def _times(fp, s):
-    """f′·s, exactly 0 where s = 0 even if f′ = e^{…} overflowed float64 (a first step with ĩ ≪ 0)."""
-    zero = re_.exact(torch.zeros_like(fp.v))
-    return re_.where((s.v == 0) & torch.isinf(fp.v), zero, fp) * s
+_LOGMAX = 709.0  # a first step's f′ = e^{log σ(f̃) + m − ĩ} multiplies c = n = 0: capped finite, f′·0 = 0
 
 
 def cell_step(cell: str, x, Rm, bb, st, extra=None):
@@ -192,12 +194,12 @@ def cell_step(cell: str, x, Rm, bb, st, extra=None):
             lf, mg = lsf + m_in, re_.R(m_new.v, torch.zeros_like(m_new.e))
             # not credited: the branch m_t took has exponent fl(x) − fl(x) = 0, but relative to the gauge m̂_t the
             # exact exponent is x − m̂_t, off by x's error
-            ip, fp = re_.exp(i - mg), re_.exp(lf - mg)
+            ip, fp = re_.exp(i - mg), re_.exp(re_.clamp_max(lf - mg, _LOGMAX))
         else:
             lf = lsf + m
-            ip, fp = re_.exp(i - m_new), re_.exp(lf - m_new)
-        c = _times(fp, c) + ip * re_.tanh(z)
-        nn = _times(fp, n) + ip
+            ip, fp = re_.exp(i - m_new), re_.exp(re_.clamp_max(lf - m_new, _LOGMAX))
+        c = fp * c + ip * re_.tanh(z)
+        nn = fp * n + ip
         n_new = re_.where(nn.v >= 1, nn, re_.exact(torch.ones_like(nn.v)))
         return (re_.sigmoid(o) * c / n_new, c, n_new, m_new)
     if cell == "lstm-odyssey":
@@ -320,7 +322,9 @@ def grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None
 
     def take(shape_like):
         g = next(it)
-        return (torch.zeros_like(shape_like), torch.zeros_like(shape_like)) if g is None else (g.v, g.e)
+        # a NaN bound is 0·inf: an overflowing bound (a first step's capped f′ ≈ e^709) times a zero — unbounded
+        return (torch.zeros_like(shape_like), torch.zeros_like(shape_like)) if g is None else (
+            g.v, torch.nan_to_num(g.e, nan=float("inf")))
 
     gWx_v = torch.zeros(B, T, G, H, D, dtype=torch.float64)
     gWx_e = torch.zeros_like(gWx_v)

@@ -118,9 +118,14 @@ def sub(a: R, b: R) -> R:
     return _rec(R(v, a.e + b.e + _round(v)), (a, b), lambda g: (g, neg(g)))
 
 
+def _scale(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """|x|·e with 0·e = 0 even for an infinite e (an exact zero factor carries no error)."""
+    return torch.where(x == 0, torch.zeros_like(e), x.abs() * e)
+
+
 def mul(a: R, b: R) -> R:
     v = a.v * b.v
-    return _rec(R(v, b.v.abs() * a.e + a.v.abs() * b.e + _round(v)), (a, b),
+    return _rec(R(v, _scale(b.v, a.e) + _scale(a.v, b.e) + _round(v)), (a, b),
                 lambda g: (mul(g, _read(b)), mul(g, _read(a))))
 
 
@@ -168,6 +173,14 @@ def maximum(a: R, b: R) -> R:
     z = torch.zeros_like(out.v)
     return _rec(out, (a, b), lambda g: (R(torch.where(pick, g.v, z), torch.where(pick, g.e, z)),
                                         R(torch.where(pick, z, g.v), torch.where(pick, z, g.e))))
+
+
+def clamp_max(a: R, c: float) -> R:
+    """min(a, c) for a constant c (exact); the adjoint passes where a < c."""
+    keep = a.v < c
+    z = torch.zeros_like(a.v)
+    return _rec(R(a.v.clamp(max=c), torch.where(keep, a.e, z)), (a,),
+                lambda g: (R(torch.where(keep, g.v, z), torch.where(keep, g.e, z)),))
 
 
 def where(cond: torch.Tensor, a: R, b: R) -> R:
