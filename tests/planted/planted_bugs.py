@@ -503,6 +503,9 @@ def _bugs() -> list[PlantedBug]:
     from planted_aaren import aaren_bugs
 
     aaren_bugs(add)
+    from planted_nonlinear import nonlinear_bugs
+
+    nonlinear_bugs(add)
     from planted_probes import probe_bugs
 
     probe_bugs(add)
