@@ -25,7 +25,7 @@ def test_reference_form_gradcheck(spec, T, mode):
     target = get_form(f"{spec.id}/{spec.extra['reference_form']}")
     gen = torch.Generator().manual_seed(T)
     dims = {"B": 2, "T": T, "D": 3, "L": 3, "H": 2, "K": 3, "V": 2, "N": 2}
-    dims.update({n: 3 for n in spec.dims if n not in dims})
+    dims.update({n: (d.lo if d.lo == d.hi else 3) for n, d in spec.dims.items() if n not in dims})  # fixed: G, S
     statics = spec.static_values(dims)  # e.g. num_householder = N
     inputs = {}
     for a in spec.inputs:
@@ -49,6 +49,8 @@ def test_reference_form_gradcheck(spec, T, mode):
     h0 = torch.randn(tuple(dims[s] for s in state.shape), generator=gen, dtype=torch.float64)
     if spec.extra.get("state_dtype") == "complex":
         h0 = torch.complex(h0, torch.randn_like(h0))
+    if "fix_state" in spec.extra:  # the spec's reachable states (sLSTM: n ∈ {0} ∪ [1, ∞), |c| ≤ n)
+        h0 = spec.extra["fix_state"](h0.abs() + 1)
 
     def f(*vals):
         kw = dict(inputs)
