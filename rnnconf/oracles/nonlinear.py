@@ -203,6 +203,10 @@ def nonlinear_oracle(cell: str, Wx, R, b, p=None, Rg=None, variant=None, initial
                        mag={"h": hs.abs(), "final_state": fin.abs()}, logmass={"h": None, "final_state": None},
                        steps={"h": steps_h, "final_state": torch.full((S, B, H, D), float(ops * max(T, 1)))},
                        dps=dps)
+    if cell == "slstm":  # h in gauge-invariant coordinates, tight (the spec's slstm_linearised)
+        from ..spec.nonlinear import slstm_linearised
+
+        Eh, Ch = slstm_linearised(inputs, initial_state, exact_states)
     res.cond = {"h": Eh, "final_state": E[-1] if T else zero}
     res.carry = {"h": Ch, "final_state": C[-1] if T else zero}
     return res

@@ -389,3 +389,98 @@ LSTM_ODYSSEY = _spec(
     odyssey=True, extra_dims=_ODY)
 for _s in (LSTM, GRU, ELMAN, SLSTM, LSTM_ODYSSEY):
     _s.extra["grad_magnitudes"] = _grad_fn(_s.id)
+
+
+# ---- sLSTM: the same first-order analysis with exact in-step sensitivities, in gauge-invariant coordinates ------
+def _slstm_perturbed(x, R, b, h, cbar, ell, n, m_act, dl):
+    """One sLSTM step of one (batch, head) on vectors [D], as a function of the invariant state (h, c̄ = c/n,
+    ℓ = m + log n) in the representation (c, n, m) = (c̄·n, n, ℓ − log n) the form holds (the oracle's n), with one
+    perturbation δ_k·ρ_k per rounding (ρ_k: the charge of running_error's rule for that operation, in units of u).
+    Returns the invariant state after the step.  ``dl``: the δ's, [K, D] (zeros; differentiated)."""
+    k = iter(range(dl.shape[0]))
+
+    def rnd(v, rho):
+        return v + dl[next(k)] * rho.detach()
+
+    D = h.shape[0]
+    fresh = n == 0
+    c = cbar * n
+    m = torch.where(fresh, m_act, ell - torch.log(torch.where(fresh, torch.ones_like(n), n)))
+    pre = []
+    for g in range(4):
+        rh = R[g] @ h
+        v = x[g] + b[g] + rh
+        pre.append(rnd(v, (D + 2) * (x[g].abs() + b[g].abs() + R[g].abs() @ h.abs())))
+    it, ft, zt, ot = pre
+    lsf = torch.nn.functional.logsigmoid(ft)
+    lsf = rnd(lsf, re_.C_ACT * (1 + lsf.abs()))
+    lf = rnd(lsf + m, (lsf + m).abs())
+    m_new = torch.where(fresh, it, torch.where(lf >= it, lf, it)).detach()  # the gauge the form picks (exact)
+    ai = rnd(it - m_new, (it - m_new).abs())
+    af = rnd(lf - m_new, (lf - m_new).abs()).clamp(max=_LOGMAX)
+    ip = torch.exp(ai)
+    ip = rnd(ip, ip * (re_.C_EXP + ai.abs()))
+    fp = torch.where(fresh, torch.zeros_like(af), torch.exp(af))  # fresh: f′ multiplies c = n = 0, dropped (its
+    fp = rnd(fp, fp * (re_.C_EXP + af.abs()))  # e^{709}·0 would make the sensitivities NaN)
+    tz = rnd(torch.tanh(zt), torch.full_like(zt, re_.C_ACT))
+    fc, iz = rnd(fp * c, (fp * c).abs()), rnd(ip * tz, (ip * tz).abs())
+    c_new = rnd(fc + iz, (fc + iz).abs())
+    fn = rnd(fp * n, (fp * n).abs())
+    nn = rnd(fn + ip, (fn + ip).abs())
+    n_new = torch.where(nn >= 1, nn, torch.ones_like(nn))
+    o = rnd(torch.sigmoid(ot), torch.full_like(ot, re_.C_ACT))
+    oc = rnd(o * c_new, (o * c_new).abs())
+    h_new = rnd(oc / n_new, (oc / n_new).abs())
+    return torch.stack([h_new, c_new / n_new, m_new + torch.log(n_new)])
+
+
+_SLSTM_K = 20  # roundings per element and step in _slstm_perturbed
+
+
+def slstm_linearised(inputs: dict, initial_state, exact_states: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cond, carry) of sLSTM's h [B, T, H, D], in units of u: the first-order bound with exact in-step
+    sensitivities — Σ_k |∂φ_t/∂δ_k|·ρ_k for the step's own roundings, plus |∂φ_t/∂φ_{t−1}|·E_{t−1} for the error
+    carried in — on the exact trajectory, in the invariant coordinates φ = (h, c̄ = c/n, ℓ = m + log n).
+
+    Why these coordinates: h and every future state depend on (c, n, m) only through φ (c and n scaled by e^{−δ}
+    with m + δ is the same state), so an error that moves c and n together, or m alone, moves φ only as far as it
+    moves h.  Propagating |J| in (c, n, m) would count each such move twice and blow up along the sequence.  The
+    in-step sensitivities credit the correlation inside a step exactly (the same rounded i′ in c and in n).
+    ``carry``: the state rounded once after a step, in φ (|h|, 2|c̄|, |m| + 1 per unit of the storage u), carried
+    forward the same way — the sum over every split."""
+    from torch.func import jacrev, vmap
+
+    Wx, R, b = inputs["Wx"].double(), inputs["R"].double(), inputs["b"].double()
+    B, T, G, H, D = Wx.shape
+    s = initial_states("slstm", Wx, 4, initial_state)
+    Rh, bh = R.permute(1, 0, 2, 3), b.permute(1, 0, 2)  # [H, 4, D, D], [H, 4, D]
+
+    def step(x, Rm, bb, phi, n, m_act, dl):
+        return _slstm_perturbed(x, Rm, bb, phi[0], phi[1], phi[2], n, m_act, dl)
+
+    jac = vmap(vmap(jacrev(step, argnums=(3, 6)), in_dims=(0, 0, 0, 0, 0, 0, 0)), in_dims=(0, None, None, 0, 0, 0, 0))
+    E = torch.zeros(B, H, 3, D, dtype=torch.float64)
+    C = torch.zeros_like(E)
+    rho = torch.zeros_like(E)  # the previous step's store rounding (the initial state is exact)
+    cond, carry = [], []
+    for t in range(T):
+        h, c, n, m = s.unbind(0)  # [B, H, D] each
+        safe = torch.where(n > 0, n, torch.ones_like(n))
+        phi = torch.stack([h, torch.where(n > 0, c / safe, torch.zeros_like(c)),
+                           torch.where(n > 0, m + torch.log(safe), torch.zeros_like(m))], 2)  # [B, H, 3, D]
+        dl = torch.zeros(B, H, _SLSTM_K, D, dtype=torch.float64)
+        Jphi, Jd = jac(Wx[:, t].transpose(1, 2), Rh, bh, phi, n, m, dl)  # Wx[:, t]: [B, G, H, D] -> [B, H, G, D]
+        A = Jphi.abs().reshape(B, H, 3 * D, 3 * D)
+        local = Jd.abs().sum((-2, -1)).reshape(B, H, 3 * D)
+        E = (torch.einsum("bhij,bhj->bhi", A, E.reshape(B, H, 3 * D)) + local).reshape(B, H, 3, D)
+        C = torch.einsum("bhij,bhj->bhi", A, (C + rho).reshape(B, H, 3 * D)).reshape(B, H, 3, D)
+        cond.append(E[:, :, 0])
+        carry.append(C[:, :, 0])
+        s = exact_states[t]
+        h2, c2, n2, m2 = s.unbind(0)
+        rho = torch.stack([h2.abs(), 2 * torch.where(n2 > 0, c2.abs() / torch.where(n2 > 0, n2, 1.0), 0.0),
+                           torch.where(n2 > 0, m2.abs() + 1, 0.0)], 2)
+    if not T:
+        z = torch.zeros(B, 0, H, D, dtype=torch.float64)
+        return z, z
+    return torch.stack(cond, 1), torch.stack(carry, 1)
