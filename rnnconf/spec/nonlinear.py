@@ -51,7 +51,10 @@ calls in the input dtype is rounded once more: ``carry`` is the same analysis wi
 every step (per unit of the output dtype's u), which bounds one rounding at any split.  Gradients: the same
 arithmetic in reverse mode (BPTT with every adjoint product and accumulation charged, the forward values it reads
 with their forward errors, and those saved in a lower precision with that precision's u added), on the float64
-trajectory of the inputs drawn.
+trajectory of the inputs drawn.  Not judged (an infinite bound): the gradient with respect to the c and n of an sLSTM
+initial state that has no history (n_0 = 0, hence c_0 = 0): it is a derivative off the reachable set, f′·dc_1 with
+f′ = e^{log σ(f̃) + m_0 − ĩ} free to exceed the largest float while the product does not, so a form that caps or
+overflows f′ (any form on that first step) is not wrong there.
 
 sLSTM's h.  Its state (c, n, m) is redundant: (e^{−δ}c, e^{−δ}n, m + δ) is the same state (h and every later step
 depend only on φ = (h, c̄ = c/n, ℓ = m + log n), wherever the clamp n ≥ 1 never acts, which it does not on the
@@ -347,7 +350,11 @@ def grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None
         vs, es = zip(*(take(r.v) for r in arr))
         res[name] = (torch.stack(vs).abs(), torch.stack(es))
     vs, es = zip(*(take(s.v) for s in st0))
-    res["initial_state"] = (torch.stack(vs).abs(), torch.stack(es))
+    es = torch.stack(es)
+    if spec_id == "slstm" and h0 is not None:  # a fresh element's c and n (n_0 = 0, so c_0 = 0): not judged
+        fresh = h0[2].double() == 0
+        es[1:3] = torch.where(fresh, torch.full_like(es[1:3], float("inf")), es[1:3])
+    res["initial_state"] = (torch.stack(vs).abs(), es)
     if extra is not None:
         vs, es = zip(*(take(r.v) for r in extra["p"]))
         res["p"] = (torch.stack(vs).abs(), torch.stack(es))
