@@ -82,11 +82,11 @@ VARIANTS = ("vanilla", "NIG", "NFG", "NOG", "NIAF", "NOAF", "NP", "CIFG", "FGR")
 def _dims(G: int, S: int, extra: dict | None = None) -> dict:
     d = {
         "B": Dim("B", 1, 8, edges=(1,), doc="batch", boundaries=pow2_boundaries(4, 8)),
-        "T": Dim("T", 1, 4096, edges=(1, 2, 3, 17, 31), doc="sequence length", boundaries=pow2_boundaries(16, 1025)),
-        "G": Dim("G", G, G, doc="gates"),
+        "T": Dim("T", 1, 8192, edges=(1, 2, 3, 17, 31), doc="sequence length", boundaries=pow2_boundaries(16, 4097)),
+        "G": Dim("G", G, G, doc="gates", boundaries=(G,)),
         "H": Dim("H", 1, 8, edges=(1,), doc="heads", boundaries=pow2_boundaries(4, 8)),
         "D": Dim("D", 1, 128, edges=(1, 2, 16), doc="head dim", boundaries=pow2_boundaries(16, 128)),
-        "S": Dim("S", S, S, doc="states"),
+        "S": Dim("S", S, S, doc="states", boundaries=(S,)),
     }
     d.update(extra or {})
     return d
@@ -371,8 +371,9 @@ def _grad_fn(cell):
     return fn
 
 
-_ODY = {"P": Dim("P", 3, 3, doc="peephole / gate-to-gate gates (i, f, o)"),
-        "VAR": Dim("VAR", 0, len(VARIANTS) - 1, edges=tuple(range(len(VARIANTS))), doc="variant index")}
+_ODY = {"P": Dim("P", 3, 3, doc="peephole / gate-to-gate gates (i, f, o)", boundaries=(3,)),
+        "VAR": Dim("VAR", 0, len(VARIANTS) - 1, edges=tuple(range(len(VARIANTS))), doc="variant index",
+                   boundaries=tuple(range(len(VARIANTS))))}
 
 LSTM = _spec("lstm", "LSTM (FlashRNN layout)", "arXiv:2412.07752", 4, 2, ("i", "f", "z", "o"), ("h", "c"),
              "c_t = σ(f̃)c_{t−1} + σ(ĩ)tanh(z̃), h_t = σ(õ)tanh(c_t); g̃ = Wx[g] + R[g]h_{t−1} + b[g]")
