@@ -5,4 +5,5 @@ from . import (  # noqa: F401
     forgetting_attention,  # noqa: F401,E402
     hgrn,
     mingru,
+    nonlinear,
 )
