@@ -8,6 +8,9 @@ the unstabilised recurrence's h, max(i′, f′) = 1 after the first step and m_
 """
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
+
 import mpmath
 import torch
 
@@ -209,7 +212,35 @@ def nonlinear_oracle(cell: str, Wx, R, b, p=None, Rg=None, variant=None, initial
         Eh, Ch = slstm_linearised(inputs, initial_state, exact_states)
     res.cond = {"h": Eh, "final_state": E[-1] if T else zero}
     res.carry = {"h": Ch, "final_state": C[-1] if T else zero}
+    res.aux["form_adjust"] = functools.partial(_precision_adjust, cell, inputs, initial_state, exact_states, {})
     return res
+
+
+_LINEAR_REGIME = 2.0 ** -10  # sLSTM: the first-order φ bound is kept while no activation input moves more
+
+
+def _precision_adjust(cell, inputs, initial_state, exact_states, cache, res: OracleResult, traits, dtype):
+    """The bound beyond first order for the precision this form evaluates ``dtype`` in (the spec's
+    ``working_precision``): a half-precision form whose pre-activations move out of an activation's linear regime,
+    or whose values overflow, is charged what that does (:mod:`rnnconf.spec.running_error`).  sLSTM's h keeps its
+    first-order bound in invariant coordinates while every activation input moves by at most 2⁻¹⁰, and takes the
+    (c, n, m) analysis otherwise.  A NaN error (an overflowing value) becomes an infinite bound: not judged."""
+    from ..spec.nonlinear import running_errors, working_precision
+
+    key = working_precision(dtype, traits)
+    if key not in cache:
+        T = len(exact_states)
+        seen = [0.0]
+        E, _ = running_errors(cell, inputs, initial_state, exact_states, mode="ops", u=key[0], fmax=key[1],
+                              seen=seen)
+        inf = float("inf")
+        Eh = torch.stack([e[0] for e in E], 1) if T else res.cond["h"]
+        if cell == "slstm" and seen[0] <= _LINEAR_REGIME:
+            Eh = res.cond["h"]
+        cond = {"h": torch.nan_to_num(Eh, nan=inf),
+                "final_state": torch.nan_to_num(E[-1], nan=inf) if T else res.cond["final_state"]}
+        cache[key] = replace(res, cond=cond)
+    return cache[key]
 
 
 def _compare_unstabilised(un, h_stab: torch.Tensor, where: str) -> None:

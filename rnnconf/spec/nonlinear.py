@@ -45,7 +45,12 @@ absolute C_ACT = 4 u; exp a relative (2 + |x|)u, the |x| for a GPU's rounding of
 quotient one u relative) and propagates its operands' bounds through |∂op| — the step Jacobian, taken in absolute
 value, so the first-order bound holds for any rounding signs.  The bound on h_t is then
 u_acc·E_t (``cond``) + u_out·|h_t| (the output's rounding) + a floor for underflow, and a contractive cell gets
-a tight bound while an expanding one gets an honestly wide one.  Correlated errors (the same rounded m_t in c_t and
+a tight bound while an expanding one gets an honestly wide one.  The first-order rules fail where a rounding moves
+an activation's input out of its linear regime (a float16 or bfloat16 evaluation of a pre-activation near 10⁴ is off
+by tens, and tanh′ at the exact point says nothing about that); so the bound used for a form is the same analysis
+for the precision it evaluates in (:func:`working_precision`), with every rule valid beyond first order
+(:func:`rnnconf.spec.running_error.precision`), and a value that overflows that precision makes every value
+reading it unjudged.  Correlated errors (the same rounded m_t in c_t and
 n_t, whose ratio h_t is) are not credited: the bound is valid, and loose where |m| ≫ 1.  A state carried between two
 calls in the input dtype is rounded once more: ``carry`` is the same analysis with only a rounding of the state after
 every step (per unit of the output dtype's u), which bounds one rounding at any split.  Gradients: the same
@@ -277,12 +282,24 @@ def initial_states(spec_id: str, Wx: torch.Tensor, S: int, initial_state):
     return initial_state.double()
 
 
-def running_errors(spec_id: str, inputs: dict, initial_state, exact_states=None, mode: str = "ops"):
+def working_precision(dtype, traits) -> tuple[float, float]:
+    """(u, largest float) of the precision a form with ``traits`` evaluates ``dtype`` inputs in (for
+    :func:`rnnconf.spec.running_error.precision`)."""
+    u = NONLINEAR_ERROR.accumulate_u(dtype, traits)
+    acc = dtype if traits.accumulate in (None, "input") else getattr(torch, traits.accumulate)
+    if torch.finfo(acc).eps > torch.finfo(dtype).eps:
+        acc = dtype
+    return u, float(torch.finfo(acc).max)
+
+
+def running_errors(spec_id: str, inputs: dict, initial_state, exact_states=None, mode: str = "ops",
+                   u: float = 0.0, fmax: float = float("inf"), seen: list | None = None):
     """Per step, the running-error bound of every state (units of u): a list over t of [S, B, H, D] tensors, plus the
     number of counted operations per step (the underflow floor's count).  ``exact_states`` (list over t of
-    [S, B, H, D], the oracle's): the values are reset to them after every step (the exact trajectory)."""
+    [S, B, H, D], the oracle's): the values are reset to them after every step (the exact trajectory).  ``u``,
+    ``fmax``: beyond first order for that precision (``seen`` receives the largest activation-input perturbation)."""
     spec_S = {"lstm": 2, "gru": 1, "elman": 1, "slstm": 4, "lstm-odyssey": 5}[spec_id]
-    with re_.mode(mode):
+    with re_.mode(mode), re_.precision(u, fmax) as seen_:
         Wx, Rm, bb, extra = _split(spec_id, inputs, re_.exact)
         s0 = initial_states(spec_id, Wx, spec_S, initial_state)
         st = tuple(re_.exact(s0[k]) for k in range(spec_S))
@@ -296,6 +313,8 @@ def running_errors(spec_id: str, inputs: dict, initial_state, exact_states=None,
             out.append(e)
             if exact_states is not None:
                 st = tuple(re_.R(exact_states[t][k], s.e) for k, s in enumerate(st))
+    if seen is not None:
+        seen[:] = seen_
     D = Wx.shape[-1]
     return out, Wx.shape[2] * (D + 2) + 24
 
@@ -313,7 +332,8 @@ def grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None
         read_rel = saved_u(dtype, traits) / NONLINEAR_ERROR.accumulate_u(dtype, traits)
     del unit_roundoff
     S = {"lstm": 2, "gru": 1, "elman": 1, "slstm": 4, "lstm-odyssey": 5}[spec_id]
-    with re_.tape() as tp:
+    u, fmax = working_precision(dtype, traits) if (dtype is not None and traits is not None) else (0.0, float("inf"))
+    with re_.precision(u, fmax), re_.tape() as tp:
         Wx, Rm, bb, extra = _split(spec_id, inputs, re_.leaf)
         B, T, G, H, D = Wx.shape
         s0 = initial_states(spec_id, Wx, S, h0)
@@ -331,7 +351,8 @@ def grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None
     leaves = [x for row in xs for x in row] + Rm + bb + list(st0)
     if extra is not None:
         leaves += extra["p"] + [r for row in extra["Rg"] for r in row]
-    grads = re_.backward(tp, seeds, leaves, read_rel)
+    with re_.precision(u, fmax):
+        grads = re_.backward(tp, seeds, leaves, read_rel)
     it = iter(grads)
 
     def take(shape_like):

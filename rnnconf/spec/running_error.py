@@ -22,6 +22,16 @@ recomputes or stores activations sees them with those errors).  ``read_rel`` add
 read (activations saved rounded to a lower precision, ``Traits.saves``), in the same units.  The result bounds the
 gradient error of any evaluation order of the same adjoint formulas, to first order.
 
+Beyond first order (:func:`precision`): with the unit roundoff u of the evaluating precision known, every rule
+is made valid for perturbations of any size — products add u·e_x·e_y, a quotient divides by |y| − u·e_y, exp
+grows by (e^{u·e} − 1)/u, σ / tanh / log σ take the largest derivative over the input's whole error interval (the
+point of [x − u·e, x + u·e] nearest 0 for σ′ and tanh′, its left end for (log σ)′ = σ(−x)), capped by their
+range — so a perturbation that leaves an activation's linear regime (a half-precision pre-activation of 10⁴ whose
+rounding moves it by 50) is charged what it can do, not the derivative's vanishing value at the exact point.  And a
+value whose magnitude exceeds the evaluating precision's largest float (an adjoint of 2·10⁵ in a float16 BPTT) gets
+the error NaN: it overflows in any such evaluation, and inf·0 poisons whatever reads it (a NaN bound is read as
+"not judged").  :func:`precision` also records the largest perturbation u·e at an activation's input.
+
 ``store`` marks where a form may keep its state between steps: in mode ``"store"`` only those count (|v| each,
 per unit of the *storage* precision) and every operation is exact — the bound of rounding the state once per step.
 """
@@ -37,6 +47,58 @@ C_EXP = 2.0  # relative error of exp in units of u, besides the argument's |x|
 
 _MODE = ["ops"]  # "ops": every operation rounds; "store": only store() rounds
 _TAPE: list | None = None
+_U = [0.0]  # the evaluating precision's unit roundoff (0: first order)
+_FMAX = [float("inf")]  # its largest finite value
+_SEEN = [0.0]  # the largest u·e at an activation's input (see precision())
+
+
+@contextlib.contextmanager
+def precision(u: float, fmax: float = float("inf")):
+    """Evaluate beyond first order for unit roundoff ``u`` and overflow threshold ``fmax`` (module docstring).
+    Yields a one-element list that holds, on exit, the largest perturbation u·e seen at an activation's input."""
+    old = _U[0], _FMAX[0], _SEEN[0]
+    _U[0], _FMAX[0], _SEEN[0] = float(u), float(fmax), 0.0
+    seen = [0.0]
+    try:
+        yield seen
+    finally:
+        seen[0] = _SEEN[0]
+        _U[0], _FMAX[0], _SEEN[0] = old
+
+
+def _grow(prop: torch.Tensor, n: float = 1.0) -> torch.Tensor:
+    """Propagated error plus the rounding of the computed (not the exact) value: (1 + n·u)·prop."""
+    return prop * (1 + n * _U[0]) if _U[0] else prop
+
+
+def _ee(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """u·e_a·e_b (the product rule's second-order term), 0 where either is 0 unless the other is NaN."""
+    if not _U[0]:
+        return torch.zeros_like(a * b)
+    zero = ((a == 0) & ~torch.isnan(b)) | ((b == 0) & ~torch.isnan(a))
+    return torch.where(zero, torch.zeros_like(a * b), _U[0] * a * b)
+
+
+def _note(x: R) -> None:
+    if _U[0]:
+        d = (_U[0] * x.e).max() if x.e.numel() else None
+        if d is not None:
+            _SEEN[0] = max(_SEEN[0], float(torch.nan_to_num(d, nan=float("inf"))))
+
+
+def _interval_pick(a: R, toward_zero: bool) -> torch.Tensor:
+    """The point of [x − u·e, x + u·e] where the derivative bound is taken: nearest 0, or the left end."""
+    if not _U[0]:
+        return a.v
+    d = torch.nan_to_num(_U[0] * a.e, nan=float("inf"))
+    if toward_zero:
+        return torch.sign(a.v) * (a.v.abs() - d).clamp(min=0)
+    return a.v - d
+
+
+def _cap(e: torch.Tensor, width: float) -> torch.Tensor:
+    """An activation's deviation cannot exceed its range's width (in units of u)."""
+    return torch.minimum(e, torch.full_like(e, width / _U[0])) if _U[0] else e
 
 
 @dataclass(eq=False)
@@ -97,7 +159,15 @@ def _k(c: float) -> float:
     return c if _MODE[0] == "ops" else 0.0
 
 
+def _ovf(out: R) -> R:
+    """NaN error where the value overflows the evaluating precision (|v| + u·e ≥ its largest float)."""
+    if _FMAX[0] != float("inf"):
+        out.e = torch.where(out.v.abs() + _U[0] * out.e >= _FMAX[0], torch.full_like(out.e, float("nan")), out.e)
+    return out
+
+
 def _rec(out: R, ins: tuple, vjp) -> R:
+    _ovf(out)
     if _TAPE is not None and any(i.node >= 0 for i in ins):
         _TAPE.append((out, ins, vjp))
         out.node = len(_TAPE) - 1
@@ -110,59 +180,75 @@ def neg(a: R) -> R:
 
 def add(a: R, b: R) -> R:
     v = a.v + b.v
-    return _rec(R(v, a.e + b.e + _round(v)), (a, b), lambda g: (g, g))
+    return _rec(R(v, _grow(a.e + b.e) + _round(v)), (a, b), lambda g: (g, g))
 
 
 def sub(a: R, b: R) -> R:
     v = a.v - b.v
-    return _rec(R(v, a.e + b.e + _round(v)), (a, b), lambda g: (g, neg(g)))
+    return _rec(R(v, _grow(a.e + b.e) + _round(v)), (a, b), lambda g: (g, neg(g)))
 
 
 def _scale(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """|x|·e with 0·e = 0 even for an infinite e (an exact zero factor carries no error)."""
-    return torch.where(x == 0, torch.zeros_like(e), x.abs() * e)
+    """|x|·e with 0·e = 0 even for an infinite e (an exact zero factor carries no error; a NaN e stays NaN)."""
+    return torch.where((x == 0) & ~torch.isnan(e), torch.zeros_like(e), x.abs() * e)
 
 
 def mul(a: R, b: R) -> R:
     v = a.v * b.v
-    return _rec(R(v, _scale(b.v, a.e) + _scale(a.v, b.e) + _round(v)), (a, b),
+    prop = _scale(b.v, a.e) + _scale(a.v, b.e) + _ee(a.e, b.e)
+    return _rec(R(v, _grow(prop) + _round(v)), (a, b),
                 lambda g: (mul(g, _read(b)), mul(g, _read(a))))
 
 
 def div(a: R, b: R) -> R:
     v = a.v / b.v
-    e = (a.e + v.abs() * b.e) / b.v.abs() + _round(v)
+    den = b.v.abs() - _U[0] * b.e  # the perturbed divisor's least magnitude (≤ 0: unbounded)
+    num = a.e + _scale(v, b.e)
+    e = torch.where(den > 0, num / den.clamp(min=torch.finfo(torch.float64).tiny), torch.full_like(num, float("inf")))
+    e = _grow(e) + _round(v)
     return _rec(R(v, e), (a, b), lambda g: (div(g, _read(b)), neg(div(mul(g, R(v, e)), _read(b)))))
 
 
 def sigmoid(a: R) -> R:
     v = torch.sigmoid(a.v)
-    d = v * torch.sigmoid(-a.v)  # σ′, without the cancellation of v(1 − v)
-    out = R(v, d * a.e + _k(C_ACT))
+    _note(a)
+    xc = _interval_pick(a, True)
+    d = torch.sigmoid(xc) * torch.sigmoid(-xc)  # σ′, without the cancellation of v(1 − v)
+    out = R(v, _cap(_scale(d, a.e), 1.0) + _k(C_ACT))
     return _rec(out, (a,), lambda g: (mul(g, mul(_read(out), sigmoid_c(a))),))
 
 
 def sigmoid_c(a: R) -> R:
     """σ(−x) = 1 − σ(x), as a value of its own (the backward's 1 − y)."""
     v = torch.sigmoid(-a.v)
-    return R(v, v * torch.sigmoid(a.v) * a.e + _k(C_ACT))
+    xc = _interval_pick(a, True)
+    return _ovf(R(v, _cap(_scale(torch.sigmoid(xc) * torch.sigmoid(-xc), a.e), 1.0) + _k(C_ACT)))
 
 
 def tanh(a: R) -> R:
     v = torch.tanh(a.v)
-    out = R(v, (1 - v * v) * a.e + _k(C_ACT))
+    _note(a)
+    tc = torch.tanh(_interval_pick(a, True))
+    out = R(v, _cap(_scale(1 - tc * tc, a.e), 2.0) + _k(C_ACT))
     return _rec(out, (a,), lambda g: (mul(g, sub(exact(torch.ones_like(v)), mul(_read(out), _read(out)))),))
 
 
 def exp(a: R) -> R:
     v = torch.exp(a.v)
-    out = R(v, v * (a.e + _k(C_EXP) + (a.v.abs() if _MODE[0] == "ops" else 0.0)))
+    _note(a)
+    own = _k(C_EXP) + (a.v.abs() if _MODE[0] == "ops" else 0.0)
+    if _U[0]:  # e^{x+δ} − e^x = e^x(e^δ − 1), and the rounding of the perturbed value
+        d = torch.nan_to_num(_U[0] * a.e, nan=float("inf"))
+        out = R(v, _scale(v, torch.expm1(d) / _U[0] + torch.exp(d) * own))
+    else:
+        out = R(v, v * (a.e + own))
     return _rec(out, (a,), lambda g: (mul(g, _read(out)),))
 
 
 def logsigmoid(a: R) -> R:
     v = torch.nn.functional.logsigmoid(a.v)
-    out = R(v, torch.sigmoid(-a.v) * a.e + _k(C_ACT) * (1 + v.abs()))
+    _note(a)
+    out = R(v, _scale(torch.sigmoid(-_interval_pick(a, False)), a.e) + _k(C_ACT) * (1 + v.abs()))
     return _rec(out, (a,), lambda g: (mul(g, sigmoid_c(_read(a))),))
 
 
@@ -197,8 +283,10 @@ def affine(W: R, c: R, Rm: R, h: R) -> R:
     v = W.v + c.v + Rh
     mag = W.v.abs() + c.v.abs() + torch.einsum("hij,bhj->bhi", Rm.v.abs(), h.v.abs())
     prop = W.e + c.e + torch.einsum("hij,bhj->bhi", Rm.v.abs(), h.e) + torch.einsum("hij,bhj->bhi", Rm.e, h.v.abs())
+    if _U[0]:
+        prop = prop + _U[0] * torch.einsum("hij,bhj->bhi", Rm.e, h.e)
     n = h.v.shape[-1] + 2
-    out = R(v, prop + _k(n) * mag)
+    out = R(v, _grow(prop, n) + _k(n) * mag)
 
     def vjp(g):
         hr, Rr = _read(h), _read(Rm)
@@ -214,20 +302,27 @@ def _outer(g: R, h: R) -> R:
     v = torch.einsum("bhi,bhj->hij", g.v, h.v)
     mag = torch.einsum("bhi,bhj->hij", g.v.abs(), h.v.abs())
     e = torch.einsum("bhi,bhj->hij", g.e, h.v.abs()) + torch.einsum("bhi,bhj->hij", g.v.abs(), h.e)
-    return R(v, e + _k(g.v.shape[0] + 1) * mag)
+    if _U[0]:
+        e = e + _U[0] * torch.einsum("bhi,bhj->hij", g.e, h.e)
+    n = g.v.shape[0] + 1
+    return _ovf(R(v, _grow(e, n) + _k(n) * mag))
 
 
 def _matvec_t(Rm: R, g: R) -> R:
     v = torch.einsum("hij,bhi->bhj", Rm.v, g.v)
     mag = torch.einsum("hij,bhi->bhj", Rm.v.abs(), g.v.abs())
     e = torch.einsum("hij,bhi->bhj", Rm.v.abs(), g.e) + torch.einsum("hij,bhi->bhj", Rm.e, g.v.abs())
-    return R(v, e + _k(g.v.shape[-1] + 1) * mag)
+    if _U[0]:
+        e = e + _U[0] * torch.einsum("hij,bhi->bhj", Rm.e, g.e)
+    n = g.v.shape[-1] + 1
+    return _ovf(R(v, _grow(e, n) + _k(n) * mag))
 
 
 def _sum_batch(g: R, reduce: bool) -> R:
     if not reduce:
         return g
-    return R(g.v.sum(0), g.e.sum(0) + _k(g.v.shape[0] + 1) * g.v.abs().sum(0))
+    n = g.v.shape[0] + 1
+    return _ovf(R(g.v.sum(0), _grow(g.e.sum(0), n) + _k(n) * g.v.abs().sum(0)))
 
 
 def store(a: R) -> R:
@@ -322,4 +417,4 @@ def _match(g: R, like: R) -> R:
         if a != b and b == 1:
             v2, e2, m2 = v2.sum(d, keepdim=True), e2.sum(d, keepdim=True), m2.sum(d, keepdim=True)
             n *= a
-    return R(v2, e2 + _k(n + 1) * m2)
+    return _ovf(R(v2, _grow(e2, n + 1) + _k(n + 1) * m2))
