@@ -181,7 +181,8 @@ def _pre(x, Rm, bb, h, g):
     return re_.affine(x[g], bb[g], Rm[g], h)
 
 
-_LOGMAX = 709.0  # a first step's f′ = e^{log σ(f̃) + m − ĩ} multiplies c = n = 0: capped finite, f′·0 = 0
+_LOGMAX = 709.0  # a first step's f′ = e^{log σ(f̃) + m − ĩ} multiplies c = n = 0: capped finite (below the
+# evaluating precision's largest float, as the spec's forms cap it), f′·0 = 0
 
 
 def cell_step(cell: str, x, Rm, bb, st, extra=None):
@@ -213,10 +214,10 @@ def cell_step(cell: str, x, Rm, bb, st, extra=None):
             lf, mg = lsf + m_in, re_.R(m_new.v, torch.zeros_like(m_new.e))
             # not credited: the branch m_t took has exponent fl(x) − fl(x) = 0, but relative to the gauge m̂_t the
             # exact exponent is x − m̂_t, off by x's error
-            ip, fp = re_.exp(i - mg), re_.exp(re_.clamp_max(lf - mg, _LOGMAX))
+            ip, fp = re_.exp(i - mg), re_.exp(re_.clamp_max(lf - mg, re_.log_fmax(_LOGMAX)))
         else:
             lf = lsf + m
-            ip, fp = re_.exp(i - m_new), re_.exp(re_.clamp_max(lf - m_new, _LOGMAX))
+            ip, fp = re_.exp(i - m_new), re_.exp(re_.clamp_max(lf - m_new, re_.log_fmax(_LOGMAX)))
         c = fp * c + ip * re_.tanh(z)
         nn = fp * n + ip
         n_new = re_.where(nn.v >= 1, nn, re_.exact(torch.ones_like(nn.v)))

@@ -66,6 +66,13 @@ def precision(u: float, fmax: float = float("inf")):
         _U[0], _FMAX[0], _SEEN[0] = old
 
 
+def log_fmax(default: float) -> float:
+    """log of the evaluating precision's largest float less 1 (a cap that stays finite there), or ``default``."""
+    import math
+
+    return default if _FMAX[0] == float("inf") else min(default, math.log(_FMAX[0]) - 1.0)
+
+
 def _grow(prop: torch.Tensor, n: float = 1.0) -> torch.Tensor:
     """Propagated error plus the rounding of the computed (not the exact) value: (1 + n·u)·prop."""
     return prop * (1 + n * _U[0]) if _U[0] else prop
