@@ -19,9 +19,8 @@ are ``[num_layers = 1, B, D]`` (batch_first only affects input and output).  The
 Traits (PyTorch's behaviour, not read from a kernel: ATen's CPU path is matmuls and pointwise cells, its state
 and gates in the input dtype, so half inputs are *not* computed in float32 between steps):
 ``accumulate=None`` (the input dtype), ``cumsum="none"``, ``layout_dependent=True`` (the matmul's blocking may
-follow strides).  Natively cuDNN chooses its own algorithms; TF32 is off for cuDNN RNNs unless
-``torch.backends.cudnn.allow_tf32`` says otherwise (the default is on), so on a GPU the float32 traits say
-``matmul="tf32"`` when it is on.
+follow strides).  Natively cuDNN chooses its own algorithms, and its float32 RNN matmuls may use TF32 while
+``torch.backends.cudnn.allow_tf32`` is set (PyTorch's default), so on a GPU the traits then say ``matmul="tf32"``.
 """
 from __future__ import annotations
 

@@ -38,6 +38,7 @@ per unit of the *storage* precision) and every operation is exact — the bound 
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 import torch
@@ -68,8 +69,6 @@ def precision(u: float, fmax: float = float("inf")):
 
 def log_fmax(default: float) -> float:
     """log of the evaluating precision's largest float less 1 (a cap that stays finite there), or ``default``."""
-    import math
-
     return default if _FMAX[0] == float("inf") else min(default, math.log(_FMAX[0]) - 1.0)
 
 
