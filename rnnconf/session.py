@@ -251,6 +251,16 @@ def print_summary(entries, out, seconds: float):
 
 
 # ---- the report -----------------------------------------------------------------------------------------------------
+def _clear_generated(report_dir: Path) -> None:
+    """Remove what an earlier run wrote here and this one may not (reproducers and counterexamples of verdicts that
+    now pass, plots of properties no longer run): a report directory holds one run's files only."""
+    if not report_dir.is_dir():
+        return
+    for pat in ("repro_*.py", "counterexamples/*.pt", "plot-*.svg"):
+        for f in report_dir.glob(pat):
+            f.unlink()
+
+
 def finish_target(spec, run: TargetRun, *, report_dir, profile, device, timeout, isolate, command, out,
                   target_arg: str, extra=None, verbose=False, fail_on=None):
     """Write reproducers and the report for one target.  Returns ``(doc, exit_code, paths)``; ``doc`` and
@@ -262,6 +272,7 @@ def finish_target(spec, run: TargetRun, *, report_dir, profile, device, timeout,
     resolved, results = run.resolved, run.results
     target = resolved.target
     report_dir = Path(report_dir)
+    _clear_generated(report_dir)
     repros = {}
     for it, v in results:
         if it is not None and v.status in BAD and v.status != "not-run":

@@ -52,9 +52,9 @@ Traits (what each backend's source says):
   siz_B=16, num_warps=4, ``slstm_fw.py:30-45``); the adapter pins it (a no-op that keeps the interpreter from ever
   benchmarking); the backward kernels are not autotuned.  Batch padded to a multiple of 16 with zero rows
   (``slstm_fw.py:470-489``).  **Shapes:** ``assert is_power_of_2(DH)`` (``slstm_fw.py:468``, ``lstm_fw.py:381``,
-  ``slstm_bw.py:651``): D ∈ {1, 2, 4, …}; natively ``tl.dot`` also needs D ≥ 16.  rnnconf's Target has no per-dim
-  declaration, so this is stated in ``Target.extras["dims"]`` and the doc; a non-power-of-2 D reaches FlashRNN's own
-  AssertionError ("DH must be a power of 2") — the adapter never pads.
+  ``slstm_bw.py:651``): D ∈ {1, 2, 4, …}; natively ``tl.dot`` also needs D ≥ 16.  Declared as the target's
+  ``dim_rules["D"]`` (drawn head dims are fitted to it, boundary probes at other sizes left out and said) — a call
+  outside it is a precondition FlashRNN states, not a verdict; the adapter never pads.
 * cuda, cuda_fused (source only, not run): float32/float16/bfloat16 (``_python_dtype_to_cuda_dtype``,
   ``flashrnn.py:74-79``); half matmuls accumulate in half (``CUBLAS_COMPUTE_16F``, ``util/blas.cu:36``) —
   ``accumulate=None``; cuda_fused's float32 uses ``wmma::precision::tf32`` (``fused/flashrnn_fused_backward.cu:94``,
@@ -86,7 +86,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..spec.errors import Traits
-from ..spec.targets import Target
+from ..spec.targets import POW2, DimRule, Target
 from . import Adapter, interpreter_skips, register_adapter
 
 LIBRARY = "flashrnn"
@@ -110,7 +110,7 @@ class Backend:
     doc: str
     triton_modules: tuple = ()  # modules of the autotuned forward kernels (pinned under the interpreter)
     needs_cuda: bool = False
-    dims: tuple = ()  # (dim, what the target takes) where narrower than the spec (see the module doc)
+    dims: tuple = ()  # (dim, DimRule under the interpreter, DimRule natively) where narrower than the spec
 
 
 _TORCH_TRAITS = Traits(accumulate=None, cumsum="none", layout_dependent=True)
@@ -126,7 +126,8 @@ BACKENDS = (
             "one Triton program per (head, 16 batch rows) runs the time loop, float32 state in registers, h rounded "
             "to the input dtype for each tl.dot; Triton backward kernels; D a power of 2",
             triton_modules=("flashrnn.flashrnn.triton_fused.lstm_fw", "flashrnn.flashrnn.triton_fused.slstm_fw"),
-            dims=(("D", "a power of 2 (flashrnn asserts is_power_of_2(DH)); natively also >= 16 (tl.dot)"),)),
+            dims=(("D", POW2, DimRule("a power of 2 ≥ 16 (flashrnn asserts is_power_of_2(DH); tl.dot needs 16)",
+                                      lambda n: n >= 16 and POW2.accepts(n))),)),
     Backend("cuda", ("lstm", "gru", "elman", "slstm"), "external", _HALF_AND_F32,
             Traits(accumulate=None, cumsum="none", saves="input"),
             "CUDA extension (alternating cuBLAS matmul / pointwise kernels), compiled at the first call",
@@ -241,10 +242,13 @@ def build(backend: Backend, cell: str) -> Target:
             index = 0
             note = "; autotune pinned to its one config (siz_B=16, num_warps=4) under the Triton interpreter"
     device = "cuda" if backend.needs_cuda else "cpu"
-    extras = {"dims": dict(backend.dims)} if backend.dims else {}
+    extras = {}
+    native = backend.kind != "torch" and torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1"
+    rules = {d: (nat if native else interp) for d, interp, nat in backend.dims}
     doc = f"FlashRNN ({DISTRIBUTION} {_version()}) backend={backend.name} function={cell}: {backend.doc}{note}"
     target = Target(cell, name, _make_call(fr, backend, cell, modules, index), kind=backend.kind, traits=traits,
-                    dtypes=backend.dtypes, supports=_FEATURES, device=device, doc=doc, extras=extras)
+                    dtypes=backend.dtypes, supports=_FEATURES, device=device, doc=doc, extras=extras,
+                    dim_rules=rules)
     skips = interpreter_skips(target)
     return replace(target, skips=skips) if skips else target
 

@@ -46,6 +46,7 @@ class Ctx:
         unless ``with_state`` forces it)."""
         from hypothesis import strategies as st
 
+        dims = self.fit_dims(dims)
         ex = {"dims": dict(dims), "inputs": {}, "initial_state": None}
         unit = self.spec.extra.get("unit_rows", ())
         for a in self.spec.inputs:
@@ -65,6 +66,12 @@ class Ctx:
             if use:
                 ex["initial_state"] = self.draw_state(st_arg, dims, prefix)
         return ex
+
+    def fit_dims(self, dims: dict) -> dict:
+        """``dims`` with each size the target's :class:`~rnnconf.spec.targets.DimRule` narrows fitted to it."""
+        rules = self.target.dim_rules
+        return {k: (rules[k].fit(v, self.spec.dims[k].lo, self.spec.dims[k].hi) if k in rules else v)
+                for k, v in dims.items()}
 
     def draw_state(self, st_arg, dims, prefix=""):
         shape = S.shape_of(st_arg.shape, dims)

@@ -195,16 +195,31 @@ def _probe_dims(spec) -> list[str]:
     return [d for d in PROBED if d in spec.dims and spec.dims[d].boundaries]
 
 
+def _taken(ctx: Ctx, dim: str, size: int) -> bool:
+    rule = ctx.target.dim_rules.get(dim)
+    return rule is None or rule.accepts(size)
+
+
+def _untaken(ctx: Ctx, dims) -> str:
+    """The probes left out because the target does not take that size (its DimRule), stated."""
+    out = [f"{d}={e}" for d in dims for e in probe_edges(ctx.spec, d, ctx.profile) if not _taken(ctx, d, e)]
+    if not out:
+        return ""
+    rules = "; ".join(f"{d}: {r.doc}" for d, r in ctx.target.dim_rules.items())
+    return f"; not probed (the target takes {rules}): {', '.join(out)}"
+
+
 def _draw(ctx: Ctx):
     return {"probes": {f"{d}={e}": dict(_draw_probe(ctx, d, e), probed=d)
-                       for d in _probe_dims(ctx.spec) for e in probe_edges(ctx.spec, d, ctx.profile)}}
+                       for d in _probe_dims(ctx.spec) for e in probe_edges(ctx.spec, d, ctx.profile)
+                       if _taken(ctx, d, e)}}
 
 
 def _check(ctx: Ctx, ex):
     worst, per = _sweep(ctx, ex, lambda c, p: judge_probe(c, p["probed"], p), "boundary-probes",
                         1 - GRAD_BUDGET_SHARE)
     small = ", ".join(f"{d}={n}" for d, n in small_dims(ctx.spec, "", 0).items())
-    ctx.summary = f"boundary probes per dim — {per}; other dims at {small}"
+    ctx.summary = f"boundary probes per dim — {per}; other dims at {small}{_untaken(ctx, _probe_dims(ctx.spec))}"
     return worst
 
 
@@ -224,12 +239,13 @@ def _grad_dims(spec) -> list[str]:
 
 def _grad_draw(ctx: Ctx):
     return {"probes": {f"{d}={e}": dict(_draw_probe(ctx, d, e, grad=True), probed=d)
-                       for d in _grad_dims(ctx.spec) for e in probe_edges(ctx.spec, d, ctx.profile)}}
+                       for d in _grad_dims(ctx.spec) for e in probe_edges(ctx.spec, d, ctx.profile)
+                       if _taken(ctx, d, e)}}
 
 
 def _grad_check(ctx: Ctx, ex):
     worst, per = _sweep(ctx, ex, PROPERTIES["gradients"].check, "gradients-probe", GRAD_BUDGET_SHARE)
-    ctx.summary = f"gradient boundary probes — {per}"
+    ctx.summary = f"gradient boundary probes — {per}{_untaken(ctx, _grad_dims(ctx.spec))}"
     return worst
 
 

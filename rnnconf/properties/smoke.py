@@ -44,6 +44,8 @@ class SmokeResult:
 def smallest_example(spec, target, dtype: torch.dtype) -> dict:
     """``{"dims", "inputs", "initial_state"}``: every dim at its lower end, inputs from a fixed seed."""
     dims = {name: max(1, d.lo) for name, d in spec.dims.items()}
+    dims = {k: (target.dim_rules[k].fit(v, spec.dims[k].lo, spec.dims[k].hi) if k in target.dim_rules else v)
+            for k, v in dims.items()}
     unit = spec.extra.get("unit_rows", ())
     inputs = {}
     for i, a in enumerate(spec.inputs):

@@ -29,6 +29,27 @@ class Skip:
 
 
 @dataclass(frozen=True)
+class DimRule:
+    """The sizes a target takes along one dim where narrower than the spec's (e.g. FlashRNN's power-of-2 head dim).
+    Drawn sizes are fitted to it (:meth:`fit`); a boundary probe at a size it does not take is left out, and said."""
+    doc: str
+    accepts: Callable[[int], bool]
+
+    def fit(self, n: int, lo: int = 1, hi: int | None = None) -> int:
+        """The largest accepted size in [lo, n], else the smallest accepted one above n (up to ``hi``)."""
+        for m in range(n, lo - 1, -1):
+            if self.accepts(m):
+                return m
+        for m in range(n + 1, (hi or 4 * n + 8) + 1):
+            if self.accepts(m):
+                return m
+        raise ValueError(f"no size in [{lo}, {hi}] is {self.doc}")
+
+
+POW2 = DimRule("a power of 2", lambda n: n > 0 and n & (n - 1) == 0)
+
+
+@dataclass(frozen=True)
 class Target:
     spec_id: str
     name: str
@@ -44,6 +65,7 @@ class Target:
     device: str = "cpu"
     doc: str = ""
     extras: Mapping[str, object] = field(default_factory=dict)  # spec-specific hooks (e.g. ACP's unpruned twin)
+    dim_rules: Mapping[str, DimRule] = field(default_factory=dict)  # dims where the target takes fewer sizes
 
     @property
     def id(self) -> str:

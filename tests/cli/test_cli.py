@@ -34,6 +34,13 @@ def test_conforming_function_exits_0_with_a_report(cli, tmp_path):
     assert "✓" in out and f"{s['required_passed']}/{s['required_total']}" in out  # one line per target
     assert "Summary: 1 target(s)" in out  # then the totals
     assert "[ 1/" not in out  # the per-property lines are behind --verbose
+    # a rerun into the same directory leaves none of an earlier run's reproducers or counterexamples behind
+    (tmp_path / "r" / "repro_oracle_float64.py").write_text("stale")
+    (tmp_path / "r" / "counterexamples").mkdir(exist_ok=True)
+    (tmp_path / "r" / "counterexamples" / "oracle-float64.pt").write_text("stale")
+    code, _, _ = cli("check", "--spec", "hgrn", "--impl", impl("hgrn"), "--examples", "1", *ORACLE,
+                     "--report", tmp_path / "r")
+    assert code == 0 and not list((tmp_path / "r").glob("repro_*")) and not list((tmp_path / "r").glob("*/*.pt"))
     code, out, _ = cli("check", "--spec", "hgrn", "--impl", impl("hgrn"), "--examples", "1", "--property", "oracle",
                        "--verbose", "--report", tmp_path / "v")
     assert code == 0 and "[1/4]" in out and "oracle" in out and "required" in out  # lines and the full table

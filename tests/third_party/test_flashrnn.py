@@ -4,9 +4,8 @@ Two kinds of test:
 
 * every applicable property, per dtype, for each adapter that runs on the CPU (vanilla: lstm, gru, elman, slstm;
   vanilla_fwbw and triton_fused: lstm, slstm), as in ``test_fla.py``; the property runs that take longest are marked
-  ``slow``.  triton_fused asserts a power-of-2 head dim (FlashRNN's own ``assert is_power_of_2(DH)``; rnnconf's Target
-  has no per-dim declaration), so its items draw D ≤ 2 (1 and 2 are the powers of two the interpreter runs; natively
-  tl.dot needs D ≥ 16, which the GPU tier would have to draw) and its boundary probes (D to 129) are not run;
+  ``slow``.  triton_fused asserts a power-of-2 head dim (FlashRNN's own ``assert is_power_of_2(DH)``), declared as
+  its ``dim_rules["D"]``: drawn head dims are fitted to it and its boundary probes run at the powers of two only;
 * one standalone reproduction per finding: FlashRNN called directly on a few hand-picked numbers and judged against
   rnnconf's mpmath oracle (or finite differences of the reference form), passing where a backend is right.
 
@@ -16,7 +15,7 @@ its vanilla_fwbw and triton_fused backends import) is not installed.
 """
 import logging
 import warnings
-from dataclasses import fields, replace
+from dataclasses import fields
 
 import pytest
 import torch
@@ -55,9 +54,6 @@ OVERFLOW = ("FlashRNN's sLSTM does not cap the first step's f' = exp(log sigma(f
             "= NaN in c, n and h where the oracle gives h = sigma(0)·tanh(1) = 0.380797 (FlashRNN's CUDA kernels take "
             "min(1, exp(..)): alternating/slstm_pointwise.cu:107)")
 SLSTM_MANY = OVERFLOW + "; and " + BATCHWIDE
-HALF_GRAD = ("BPTT computed in {dt} (vanilla and vanilla_fwbw compute in the input dtype): {what}; plain torch "
-             "autograd at {dt} gives the same result bitwise (rnnconf's reference form computes half inputs in "
-             "float32, so the baseline does not overflow)")
 TANH = ("triton_fused's tanh(x) = (1 - e^-2x)/(1 + e^-2x) (lstm_fw.py:49, slstm_fw.py:50) is inf/inf = NaN for "
         "x < -44.4: z~ = -45 gives h = NaN where the oracle gives -0.231059 (lstm) / -0.5 (slstm); LSTM's "
         "tanh(c) too (c_0 = -50)")
@@ -82,7 +78,7 @@ FINDINGS = {
         "slstm-normaliser": (F32,)}.items() for d in ds},
     (adapter_name("vanilla", "slstm"), "gradients", F64): MAX_TIE,
     **{(adapter_name("vanilla_fwbw", "slstm"), p, d): SLSTM_MANY + "; and " + M0_GRAD for p, ds in {
-        "oracle": (F32, BF16), "state-carry": (F32,), "gradients": (F32, BF16), "boundary-probes": (F32,),
+        "oracle": (F32, BF16), "state-carry": (F32,), "gradients": (F32, F16, BF16), "boundary-probes": (F32,),
         "gradients-probe": (F32,), "slstm-normaliser": (F32,)}.items() for d in ds},
     # the first step's uncapped f′ (NaN where the oracle is finite) reaches these properties of vanilla_fwbw too
     **{(adapter_name("vanilla_fwbw", "slstm"), p, d): OVERFLOW for p, ds in {
@@ -91,6 +87,17 @@ FINDINGS = {
         "nonlinear-h-bounded": (F32,)}.items() for d in ds},
     # triton_fused's tanh as (1 − e^{−2x})/(1 + e^{−2x}): NaN for x < −44.4 (drawn pre-activations at −1e4)
     **{(n, p, F32): TANH for n, p in ((TRITON[0], "oracle"), (TRITON[0], "state-carry"), (TRITON[1], "state-carry"))},
+    # triton_fused's NaNs (drawn pre-activations at ±1e4) reach every property that compares values; its sLSTM also
+    # overflows the first step's f′, and its hand-written backward drops m_0's gradient
+    **{(TRITON[0], p, d): TANH for p, ds in {
+        "oracle": (F32, F16), "poisoned-allocations": (F32,), "causality-perturb": (F32,), "causality-nan": (F32,),
+        "batch-independence": (F32,), "head-independence": (F32,), "determinism": (F32,), "strided-inputs": (F32,),
+        "nonlinear-h-bounded": (F32,), "gradients": (F32,)}.items() for d in ds},
+    **{(TRITON[1], p, d): OVERFLOW + "; and " + TANH for p, ds in {
+        "oracle": (F32, F16), "poisoned-allocations": (F32,), "causality-perturb": (F32,), "causality-nan": (F32,),
+        "batch-independence": (F32,), "head-independence": (F32,), "determinism": (F32,), "strided-inputs": (F32,),
+        "nonlinear-h-bounded": (F32,), "slstm-normaliser": (F32,)}.items() for d in ds},
+    **{(TRITON[1], p, d): M0_GRAD for p, d in (("gradients", F16), ("gradients-probe", F32))},
 }
 
 
@@ -107,8 +114,6 @@ def _no_shrink(profile: Profile) -> Profile:
 
 def _profile(name: str, prop_name: str, dtype) -> Profile:
     p = get_profile()
-    if name in TRITON:  # FlashRNN's triton_fused asserts a power-of-2 D: draw D ∈ {1, 2} (see the module doc)
-        p = replace(p, size_caps={**p.size_caps, "D": 2})
     return _no_shrink(p) if (name, prop_name, dtype) in FINDINGS else p
 
 
@@ -141,9 +146,6 @@ def _items(names):
             dtypes = target.dtypes if prop.all_dtypes else (F32,)
             for dt in dtypes:
                 marks = [pytest.mark.kernel] if name in TRITON else []
-                if name in TRITON and prop.name in _SLOW_PROPS:
-                    marks.append(pytest.mark.skip(reason="probes D up to 129; FlashRNN's triton_fused takes a "
-                                                         "power-of-2 D only (rnnconf's Target cannot declare it)"))
                 if _slow(name, prop.name, dt):
                     marks.append(pytest.mark.slow)
                 finding = FINDINGS.get((name, prop.name, dt))
@@ -184,7 +186,9 @@ def test_adapter_registry():
         assert t.kind == ("triton" if name in TRITON else "torch")
         assert "varlen" not in t.supports and {"initial_state", "final_state", "grad"} <= t.supports
         assert (F64 in t.dtypes) == (name in VANILLA)
-    assert _target(TRITON[0]).extras["dims"]["D"].startswith("a power of 2")
+    rule = _target(TRITON[0]).dim_rules["D"]
+    assert rule.doc.startswith("a power of 2") and rule.accepts(16) and not rule.accepts(15)
+    assert rule.fit(15) == 8 and not _target(VANILLA[0]).dim_rules
     if not torch.cuda.is_available():
         for b in ("cuda", "cuda_fused"):
             with pytest.raises(ImportError, match="needs a CUDA device"):

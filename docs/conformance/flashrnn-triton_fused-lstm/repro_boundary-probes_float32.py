@@ -1,7 +1,8 @@
-"""rnnconf reproducer — errored verdict of property `boundary-probes` on `lstm/flashrnn:triton_fused:lstm` (float32).
+"""rnnconf reproducer — failed verdict of property `boundary-probes` on `lstm/flashrnn:triton_fused:lstm` (float32).
 
-lstm/flashrnn:triton_fused:lstm(Wx=float32[2, 3, 4, 1, 15], R=float32[4, 1, 15, 15], b=float32[4, 1, 15],
-initial_state=float32[2, 2, 1, 15], output_final_state=True) raised AssertionError: DH must be a power of 2, got 15.
+h (T=16 probe)[0,1,0,1]: got nan where the oracle gives -0.444615 (58 non-finite elements)
+[lstm/flashrnn:triton_fused:lstm(Wx=float32[2, 16, 4, 1, 2], R=float32[4, 1, 2, 2], b=float32[4, 1, 2],
+initial_state=float32[2, 2, 1, 2], output_final_state=True)] (not shrunk: the time budget ran out while shrinking)
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

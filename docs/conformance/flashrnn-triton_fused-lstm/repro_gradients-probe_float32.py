@@ -1,8 +1,8 @@
 """rnnconf reproducer — failed verdict of property `gradients-probe` on `lstm/flashrnn:triton_fused:lstm` (float32).
 
-dWx[0,0,0,0,0]: got nan where the oracle gives 0 (192 non-finite elements) [backward of
-lstm/flashrnn:triton_fused:lstm(Wx=float32[2, 3, 4, 7, 2], R=float32[4, 7, 2, 2], b=float32[4, 7, 2],
-initial_state=float32[2, 2, 7, 2], output_final_state=False)]
+dWx[0,0,0,0,0]: got nan where the oracle gives 0 (264 non-finite elements) [backward of
+lstm/flashrnn:triton_fused:lstm(Wx=float32[2, 3, 4, 8, 2], R=float32[4, 8, 2, 2], b=float32[4, 8, 2],
+initial_state=float32[2, 2, 8, 2], output_final_state=False)]
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

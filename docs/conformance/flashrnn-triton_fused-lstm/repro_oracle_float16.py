@@ -1,7 +1,8 @@
-"""rnnconf reproducer — errored verdict of property `oracle` on `lstm/flashrnn:triton_fused:lstm` (float16).
+"""rnnconf reproducer — failed verdict of property `oracle` on `lstm/flashrnn:triton_fused:lstm` (float16).
 
-lstm/flashrnn:triton_fused:lstm(Wx=float16[1, 1, 4, 1, 3], R=float16[4, 1, 3, 3], b=float16[4, 1, 3],
-initial_state=None, output_final_state=True) raised AssertionError: DH must be a power of 2, got 3.
+h[0,0,0,0]: got nan where the oracle gives -0.651149 (1 non-finite elements)
+[lstm/flashrnn:triton_fused:lstm(Wx=float16[1, 1, 4, 1, 1], R=float16[4, 1, 1, 1], b=float16[4, 1, 1],
+initial_state=None, output_final_state=True)]
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

@@ -1,7 +1,8 @@
-"""rnnconf reproducer — errored verdict of property `poisoned-allocations` on `lstm/flashrnn:triton_fused:lstm` (float32).
+"""rnnconf reproducer — failed verdict of property `poisoned-allocations` on `lstm/flashrnn:triton_fused:lstm` (float32).
 
-lstm/flashrnn:triton_fused:lstm(Wx=float32[1, 1, 4, 1, 3], R=float32[4, 1, 3, 3], b=float32[4, 1, 3],
-initial_state=None, output_final_state=True) raised AssertionError: DH must be a power of 2, got 3.
+(poisoned) h[0,0,0,0]: got nan where the oracle gives -0.761866 (1 non-finite elements)
+[lstm/flashrnn:triton_fused:lstm(Wx=float32[1, 1, 4, 1, 1], R=float32[4, 1, 1, 1], b=float32[4, 1, 1],
+initial_state=float32[2, 1, 1, 1], output_final_state=True)]
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

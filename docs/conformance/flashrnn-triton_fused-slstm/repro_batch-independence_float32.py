@@ -1,7 +1,7 @@
 """rnnconf reproducer — failed verdict of property `batch-independence` on `slstm/flashrnn:triton_fused:slstm` (float32).
 
-h[0,0,0,0]: got nan where the oracle gives -1 (2 of 2 elements non-finite where the oracle is finite)
-[slstm/flashrnn:triton_fused:slstm(Wx=float32[2, 1, 4, 1, 1], R=float32[4, 1, 1, 1], b=float32[4, 1, 1],
+(perturbed) h[1,0,0,0]: got nan where the oracle gives 0.803206613 (1 of 3 elements non-finite where the oracle is
+finite) [slstm/flashrnn:triton_fused:slstm(Wx=float32[3, 1, 4, 1, 1], R=float32[4, 1, 1, 1], b=float32[4, 1, 1],
 initial_state=None, output_final_state=True)]
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):

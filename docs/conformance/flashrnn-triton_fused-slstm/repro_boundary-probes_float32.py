@@ -1,7 +1,9 @@
-"""rnnconf reproducer — errored verdict of property `boundary-probes` on `slstm/flashrnn:triton_fused:slstm` (float32).
+"""rnnconf reproducer — failed verdict of property `boundary-probes` on `slstm/flashrnn:triton_fused:slstm` (float32).
 
-slstm/flashrnn:triton_fused:slstm(Wx=float32[2, 3, 4, 1, 15], R=float32[4, 1, 15, 15], b=float32[4, 1, 15],
-initial_state=float32[4, 2, 1, 15], output_final_state=True) raised AssertionError: DH must be a power of 2, got 15.
+h (B=3 probe; sampled B lanes [0, 1, 2]; indices into the sample)[0,0,0,0]: got nan where the oracle gives
+8.95828e-28 (16 non-finite elements) [slstm/flashrnn:triton_fused:slstm(Wx=float32[3, 3, 4, 1, 2], R=float32[4, 1,
+2, 2], b=float32[4, 1, 2], initial_state=float32[4, 3, 1, 2], output_final_state=True)] (not shrunk: the time budget
+ran out while shrinking)
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

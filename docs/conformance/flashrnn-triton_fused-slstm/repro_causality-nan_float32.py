@@ -1,6 +1,6 @@
 """rnnconf reproducer — failed verdict of property `causality-nan` on `slstm/flashrnn:triton_fused:slstm` (float32).
 
-h[0,0,0,0]: got nan where the oracle gives -1 (2 of 2 elements non-finite where the oracle is finite)
+h[0,0,0,0]: got nan where the oracle gives -0.766696096 (2 of 2 elements non-finite where the oracle is finite)
 [slstm/flashrnn:triton_fused:slstm(Wx=float32[1, 2, 4, 1, 1], R=float32[4, 1, 1, 1], b=float32[4, 1, 1],
 initial_state=None, output_final_state=True)]
 

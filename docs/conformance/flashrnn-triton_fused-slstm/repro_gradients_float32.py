@@ -1,7 +1,11 @@
-"""rnnconf reproducer — errored verdict of property `gradients` on `slstm/flashrnn:triton_fused:slstm` (float32).
+"""rnnconf reproducer — failed verdict of property `gradients` on `slstm/flashrnn:triton_fused:slstm` (float32).
 
-slstm/flashrnn:triton_fused:slstm(Wx=float32[1, 1, 4, 1, 3], R=float32[4, 1, 3, 3], b=float32[4, 1, 3],
-initial_state=None, output_final_state=False) raised AssertionError: DH must be a power of 2, got 3.
+dWx[0,0,0,0,0]: expected 0.568431258 (float64 autograd of slstm/sequential), got -1.8854568; |err| = 2.45 > bound
+3.91e-05 (6.28e+04× the bound; float32, accumulate=input dtype, cumsum=none, saves=input; 1 of 4 elements out)
+[backward of slstm/flashrnn:triton_fused:slstm(Wx=float32[1, 1, 4, 1, 1], R=float32[4, 1, 1, 1], b=float32[4, 1, 1],
+initial_state=None, output_final_state=True)] — defect: plain torch float32 (slstm/sequential, same example): |err|
+= 1.19e-07 at this element, worst 7.24e-08 at [0,0,2,0,0] (0.0539× the bound); the target's 6.28e+04× is beyond 2×
+the baseline's
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

@@ -1,7 +1,8 @@
-"""rnnconf reproducer — errored verdict of property `slstm-normaliser` on `slstm/flashrnn:triton_fused:slstm` (float32).
+"""rnnconf reproducer — failed verdict of property `slstm-normaliser` on `slstm/flashrnn:triton_fused:slstm` (float32).
 
-slstm/flashrnn:triton_fused:slstm(Wx=float32[1, 1, 4, 1, 3], R=float32[4, 1, 3, 3], b=float32[4, 1, 3],
-initial_state=None, output_final_state=True) raised AssertionError: DH must be a power of 2, got 3.
+final_state n[0, 0, 0] = nan < 1 after 2 steps (n_t = max(f′n + i′, 1) ≥ 1 exactly)
+[slstm/flashrnn:triton_fused:slstm(Wx=float32[1, 2, 4, 1, 1], R=float32[4, 1, 1, 1], b=float32[4, 1, 1],
+initial_state=None, output_final_state=True)]
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

@@ -1,6 +1,6 @@
 """rnnconf reproducer — failed verdict of property `state-carry` on `slstm/flashrnn:triton_fused:slstm` (float32).
 
-h (split at τ=1)[0,0,0,1]: got nan where the oracle gives -0.719796 (3 non-finite elements)
+h (split at τ=1)[0,0,0,1]: got nan where the oracle gives -0.485876 (3 non-finite elements)
 [slstm/flashrnn:triton_fused:slstm(Wx=float32[1, 1, 4, 1, 2], R=float32[4, 1, 2, 2], b=float32[4, 1, 2],
 initial_state=float32[4, 1, 1, 2], output_final_state=True) then slstm/flashrnn:triton_fused:slstm(Wx=float32[1, 1,
 4, 1, 2], R=float32[4, 1, 2, 2], b=float32[4, 1, 2], initial_state=float32[4, 1, 1, 2], output_final_state=True)

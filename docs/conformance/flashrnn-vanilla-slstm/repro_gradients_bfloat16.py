@@ -1,6 +1,6 @@
 """rnnconf reproducer — failed verdict of property `gradients` on `slstm/flashrnn:vanilla:slstm` (bfloat16).
 
-dWx[0,0,0,0,0]: got nan where the oracle gives 0 (16 non-finite elements) [backward of
+dWx[0,0,1,0,0]: got nan where the oracle gives 0 (4 non-finite elements) [backward of
 slstm/flashrnn:vanilla:slstm(Wx=bfloat16[1, 1, 4, 1, 16], R=bfloat16[4, 1, 16, 16], b=bfloat16[4, 1, 16],
 initial_state=None, output_final_state=False)]
 

@@ -1,6 +1,6 @@
 """rnnconf reproducer — failed verdict of property `nonlinear-h-bounded` on `slstm/flashrnn:vanilla:slstm` (float32).
 
-h[0, 0, 0, 0] = nan: |h| exceeds 1 by nan > bound 9.22e-07 (the cell guarantees |h| < 1)
+h[0, 0, 0, 0] = nan: |h| exceeds 1 by nan > bound 0.00135 (the cell guarantees |h| < 1)
 [slstm/flashrnn:vanilla:slstm(Wx=float32[3, 1, 4, 1, 1], R=float32[4, 1, 1, 1], b=float32[4, 1, 1],
 initial_state=None, output_final_state=True)]
 

@@ -1,10 +1,10 @@
 """rnnconf reproducer — failed verdict of property `oracle` on `slstm/flashrnn:vanilla:slstm` (bfloat16).
 
-h[0,0,0,1]: expected -0.836237858 (oracle, 30 digits), got -0.435546875; |err| = 0.401 > bound 0.0526 (7.61× the
+h[0,0,0,1]: expected -0.836237858 (oracle, 30 digits), got -0.435546875; |err| = 0.401 > bound 0.105 (3.8× the
 bound; bfloat16, accumulate=input dtype, cumsum=none; 1 of 2 elements out)
 [slstm/flashrnn:vanilla:slstm(Wx=bfloat16[1, 1, 4, 1, 2], R=bfloat16[4, 1, 2, 2], b=bfloat16[4, 1, 2],
 initial_state=bfloat16[4, 1, 1, 2], output_final_state=True)] — defect: plain torch bfloat16 (slstm/sequential, same
-example): |err| = 0.0003 at this element, worst 0.000937 at [0,0,0,0] (0.0158× the bound); the target's 7.61× is
+example): |err| = 0.0003 at this element, worst 0.000937 at [0,0,0,0] (0.00463× the bound); the target's 3.8× is
 beyond 2× the baseline's
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):

@@ -1,8 +1,7 @@
 """rnnconf reproducer — failed verdict of property `oracle` on `slstm/flashrnn:vanilla:slstm` (float64).
 
-h[0,0,0,0]: got nan where the oracle gives -0.00481331 (1 non-finite elements)
-[slstm/flashrnn:vanilla:slstm(Wx=float64[1, 1, 4, 1, 2], R=float64[4, 1, 2, 2], b=float64[4, 1, 2],
-initial_state=None, output_final_state=True)]
+h[0,0,0,1]: got nan where the oracle gives 0 (1 non-finite elements) [slstm/flashrnn:vanilla:slstm(Wx=float64[1, 1,
+4, 1, 2], R=float64[4, 1, 2, 2], b=float64[4, 1, 2], initial_state=None, output_final_state=True)]
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

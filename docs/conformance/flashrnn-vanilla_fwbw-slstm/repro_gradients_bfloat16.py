@@ -1,11 +1,8 @@
 """rnnconf reproducer — failed verdict of property `gradients` on `slstm/flashrnn:vanilla_fwbw:slstm` (bfloat16).
 
-dWx[0,0,0,0,0]: expected 0.5703125 (float64 autograd of slstm/sequential), got -1.875; |err| = 2.45 > bound 2.41
-(1.02× the bound; bfloat16, accumulate=input dtype, cumsum=none; 1 of 4 elements out) [backward of
-slstm/flashrnn:vanilla_fwbw:slstm(Wx=bfloat16[1, 1, 4, 1, 1], R=bfloat16[4, 1, 1, 1], b=bfloat16[4, 1, 1],
-initial_state=None, output_final_state=True)] — defect: plain torch bfloat16 (slstm/sequential, same example): |err|
-= 0 at this element, worst 0.000784 at [0,0,3,0,0] (0.00526× the bound); the target's 1.02× is beyond 2× the
-baseline's
+dWx[0,0,1,0,0]: got nan where the oracle gives 0 (4 non-finite elements) [backward of
+slstm/flashrnn:vanilla_fwbw:slstm(Wx=bfloat16[1, 1, 4, 1, 16], R=bfloat16[4, 1, 16, 16], b=bfloat16[4, 1, 16],
+initial_state=None, output_final_state=False)]
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

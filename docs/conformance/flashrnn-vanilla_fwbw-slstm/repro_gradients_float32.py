@@ -1,6 +1,6 @@
 """rnnconf reproducer — failed verdict of property `gradients` on `slstm/flashrnn:vanilla_fwbw:slstm` (float32).
 
-dWx[0,0,1,0,11]: got nan where the oracle gives 0 (2 non-finite elements) [backward of
+dWx[0,0,0,0,11]: got nan where the oracle gives 0 (8 non-finite elements) [backward of
 slstm/flashrnn:vanilla_fwbw:slstm(Wx=float32[1, 1, 4, 1, 16], R=float32[4, 1, 16, 16], b=float32[4, 1, 16],
 initial_state=None, output_final_state=False)]
 
