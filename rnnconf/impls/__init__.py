@@ -8,4 +8,5 @@ from . import (
     hgrn_layer,  # noqa: F401
     mingru,  # noqa: F401
     nonlinear,  # noqa: F401
+    pararnn,  # noqa: F401
 )

@@ -31,3 +31,7 @@ register_oracle("gru", gru_oracle)
 register_oracle("elman", elman_oracle)
 register_oracle("slstm", slstm_oracle)
 register_oracle("lstm-odyssey", odyssey_oracle)
+from .pararnn import paragru_oracle, paralstm_oracle  # noqa: E402
+
+register_oracle("paragru", paragru_oracle)
+register_oracle("paralstm", paralstm_oracle)

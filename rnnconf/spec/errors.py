@@ -82,6 +82,9 @@ class Traits:
     # the reduction order depends on the inputs' memory layout (strides): non-contiguous inputs may then differ from
     # contiguous ones by rounding, judged within the bound instead of bitwise (the strided-inputs property)
     layout_dependent: bool = False
+    # "newton": the form solves the recurrence as one system by Newton iterations (ParaRNN): the error model adds its
+    # update's and its stopping rule's roundings, and its adjoint reduction's (rnnconf.spec.pararnn)
+    solve: str = "sequential"
 
     def with_(self, **kw) -> "Traits":
         return replace(self, **kw)
@@ -96,6 +99,8 @@ class Traits:
             parts.append("log-values")
         if self.saves:
             parts.append(f"saves={self.saves}")
+        if self.solve != "sequential":
+            parts.append(f"solve={self.solve}")
         return ", ".join(parts)
 
 
