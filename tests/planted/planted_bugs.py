@@ -59,7 +59,7 @@ def _mutant(base_id: str, name: str, fn, doc: str, **over) -> Target:
     b = get_form(base_id)
     kw = dict(kind=b.kind, traits=b.traits, dtypes=b.dtypes, supports=b.supports, deterministic=b.deterministic,
               domain_overrides=dict(b.domain_overrides), skips=b.skips, combine=b.combine, device=b.device,
-              doc=f"PLANTED BUG ({doc}); otherwise {base_id}")
+              extras=dict(b.extras), dim_rules=dict(b.dim_rules), doc=f"PLANTED BUG ({doc}); otherwise {base_id}")
     kw.update(over)
     return Target(b.spec_id, name, fn, **kw)
 
@@ -506,6 +506,9 @@ def _bugs() -> list[PlantedBug]:
     from planted_nonlinear import nonlinear_bugs
 
     nonlinear_bugs(add)
+    from planted_pararnn import pararnn_bugs
+
+    pararnn_bugs(add)
     from planted_probes import probe_bugs
 
     probe_bugs(add)
