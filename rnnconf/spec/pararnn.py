@@ -120,7 +120,7 @@ def _spec(cell, title, math_):
         dims=_dims(cell), args=_args(cell),
         outputs=(Output("h", ("B", "T", "H", "D"), "h_t, every step"),
                  Output("final_state", ("S", "B", "H", "D"), "every state after the last step", state=True)),
-        forms=("sequential", "newton", "newton-triton"), error_model=PARA_ERROR,
+        forms=("sequential", "newton") + (("newton-triton",) if cell == "paragru" else ()), error_model=PARA_ERROR,
         invariants=tuple(i for i in NEWTON_INVARIANTS if i.name != "newton-affine" or cell == "paragru"),
         supports_varlen=False, notes=f"gates ({', '.join(CELLS[cell])}); states ({', '.join(STATES[cell])})",
         extra={"family": "rnn", "reference_form": "sequential", "independent_axes": ("B", "H", "D"),

@@ -15,6 +15,17 @@ from rnnconf.registry import builtin_forms, get_spec
 # forms' gradients, issue 12, were fixed by a custom backward: rnnconf/impls/mingru.py ``_LogspaceScan``).
 KNOWN_FINDINGS: dict[str, str] = {}
 
+# A Newton form whose reduction is an interpreted Triton kernel launches it twice per iteration (forward and adjoint):
+# under the interpreter only its core items are in the ci tier, the rest are ``slow`` (natively all are cheap).
+_INTERPRETED_NEWTON_CORE = {"oracle", "state-carry", "newton-reduction", "newton-prefix", "newton-converged"}
+
+
+def _slow(target, prop) -> bool:
+    from rnnconf.kernels._backend import interpreter_active
+
+    return (target.kind == "triton" and "newton" in (target.extras or {}) and interpreter_active()
+            and prop.name not in _INTERPRETED_NEWTON_CORE)
+
 
 def _items():
     for target in builtin_forms():
@@ -26,6 +37,8 @@ def _items():
                                                              else target.dtypes[0],)
             for dt in dtypes:
                 marks = [pytest.mark.kernel] if target.kind == "triton" else []
+                if _slow(target, prop):
+                    marks.append(pytest.mark.slow)
                 tid = f"{target.id}-{prop.name}-{str(dt).replace('torch.', '')}"
                 if tid in KNOWN_FINDINGS:
                     marks.append(pytest.mark.xfail(reason=KNOWN_FINDINGS[tid], strict=get_profile().derandomize))
