@@ -147,5 +147,6 @@ def _probe(target: Target, dtype) -> tuple[Skip, ...]:
     return ()
 
 
-# registers the flash-linear-attention, FlashRNN, pararnn-torch and torch.nn adapters (each library imported only in build)
+# registers the flash-linear-attention, FlashRNN, pararnn-torch and torch.nn adapters (each library imported only
+# in build)
 from . import fla, flashrnn, pararnn, torch_nn  # noqa: E402,F401

@@ -170,7 +170,9 @@ def build(cell: str, mode: str) -> Target:
     if mode != "sequential":
         extras = {"newton": {"its_kw": "newton_its", "omega_kw": "omega", "reduce": reduce,
                              "iterations": 3 if mode == "newton" else None}}
-    traits = Traits(accumulate=None, cumsum="none", solve="sequential" if mode == "sequential" else "newton")
+    # newton: its early stop tests max|F| over the whole call (adaptive); newton-exact runs T iterations (not adaptive)
+    traits = Traits(accumulate=None, cumsum="none", solve="sequential" if mode == "sequential" else "newton",
+                    adaptive=mode == "newton")
     cfg = {"sequential": "sequential_apply", "newton": "newton_apply, NewtonConfig() (3 iterations, early stop at "
            "max|F| < 1e-5)", "newton-exact": "newton_apply, NewtonConfig(max_iters=T, residual_atol=None, "
            "residual_fail=None)"}[mode]

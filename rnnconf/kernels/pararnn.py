@@ -73,7 +73,7 @@ paragru_newton_triton.__signature__ = inspect.signature(NEWTON["paragru"])
 
 register_form(Target(
     "paragru", "newton-triton", paragru_newton_triton, kind="triton",
-    traits=Traits(accumulate="float32", cumsum="none", solve="newton"),
+    traits=Traits(accumulate="float32", cumsum="none", solve="newton", adaptive=True),
     extras={"newton": {"its_kw": "newton_its", "omega_kw": "omega", "iterations": None, "reduce": reduce_triton,
                        "structures": ("diagonal",)}},
     doc="Newton as paragru/newton, its diagonal reduction a Triton tl.associative_scan (tiles of ≤ 1024 steps, "

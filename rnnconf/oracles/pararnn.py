@@ -188,11 +188,11 @@ def para_oracle(name: str, Wx, a, b, p=None, initial_state=None, dps: int = DEFA
     return res
 
 
-def newton_extra(C: list, T: int, k: int | None = None):
-    """The Newton form's update and stopping roundings (spec's ERROR MODEL): 3·C per step, units of u_acc."""
-    from ..spec.pararnn import NEWTON_UPDATE_ROUNDINGS
+def newton_extra(C: list, M: list):
+    """The Newton form's update roundings and what its stopping rule leaves (spec's ERROR MODEL), units of u_acc."""
+    from ..spec.pararnn import NEWTON_STOP, NEWTON_UPDATE_ROUNDINGS
 
-    return [NEWTON_UPDATE_ROUNDINGS * c for c in C]
+    return [NEWTON_UPDATE_ROUNDINGS * c + NEWTON_STOP * m for c, m in zip(C, M)]
 
 
 def _adjust(name, inputs, initial_state, exact, C, cache, res: OracleResult, traits, dtype):
@@ -204,10 +204,10 @@ def _adjust(name, inputs, initial_state, exact, C, cache, res: OracleResult, tra
     key = (working_precision(dtype, traits), getattr(traits, "solve", "sequential"))
     if key not in cache:
         T = len(exact)
-        E, _ = running_bounds(name, inputs, initial_state, exact, u=key[0][0], fmax=key[0][1])
+        E, _, M = running_bounds(name, inputs, initial_state, exact, u=key[0][0], fmax=key[0][1], with_max=True)
         inf = float("inf")
         if key[1] == "newton":
-            E = [e + x for e, x in zip(E, newton_extra(C, T))]
+            E = [e + x for e, x in zip(E, newton_extra(C, M))]
             if T:
                 from ..spec.pararnn import newton_overflow
 

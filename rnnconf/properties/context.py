@@ -210,6 +210,15 @@ class Ctx:
                                       f"elements non-finite where the oracle is finite) [{call.desc}]",
                                       observed=float("inf"), bound=0.0)
 
+    def expect_unchanged(self, what: str, new: torch.Tensor, old: torch.Tensor, call_desc: str, exact=None) -> None:
+        """Bitwise equal — or, for a target whose work depends on the whole call (``traits.adaptive``), both within
+        the bound of the exact value: ``exact()`` returns (value, bound) shaped like ``new``."""
+        if not self.target.traits.adaptive or exact is None:
+            return self.expect_equal(what, new, old, call_desc)
+        val, b = exact()
+        self.expect_close(f"{what} (adaptive target; the first call)", old, val, b, call_desc)
+        self.expect_close(f"{what} (adaptive target)", new, val, b, call_desc)
+
     def expect_equal(self, what: str, a: torch.Tensor, b: torch.Tensor, call_desc: str) -> None:
         """Bitwise equality (NaN equal to NaN)."""
         if self.capture is not None:

@@ -85,6 +85,10 @@ class Traits:
     # "newton": the form solves the recurrence as one system by Newton iterations (ParaRNN): the error model adds its
     # update's and its stopping rule's roundings, and its adjoint reduction's (rnnconf.spec.pararnn)
     solve: str = "sequential"
+    # the form's amount of work depends on the whole call (an iteration run until a call-wide residual test passes):
+    # its outputs at t may change by rounding when later inputs, or other batch rows, change — causality and
+    # independence are then judged against the oracle within the bound instead of bitwise
+    adaptive: bool = False
 
     def with_(self, **kw) -> "Traits":
         return replace(self, **kw)
@@ -101,6 +105,8 @@ class Traits:
             parts.append(f"saves={self.saves}")
         if self.solve != "sequential":
             parts.append(f"solve={self.solve}")
+        if self.adaptive:
+            parts.append("adaptive")
         return ", ".join(parts)
 
 

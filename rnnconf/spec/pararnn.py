@@ -36,15 +36,15 @@ exact Jacobian at the oracle's trajectory (diagonal, or 2×2 per channel: no can
 a contractive cell gets a tight bound).  Beyond first order for the evaluating precision (the local charge; the
 carried error is first order).  The bound on s_t is u_acc·E_t + u_out·|s_t| + an underflow floor; a state carried
 between calls in the input dtype adds the same propagation of one rounding u_out·|s_τ| (``carry``).
-A Newton form (``Traits.solve = "newton"``) evaluates the same cell on its iterate and adds, per step, the
-rounding of its update (the residual's subtraction and s + ωδ) and its stopping rule (it stops once every
-|F_t| ≤ u_acc·|s_t|, or after a fixed count): 3·u_acc·|s_t| per step, propagated by the same |A_t| (to first
-order a converged iterate's own error does not propagate through the next Newton step: the iteration map has
-derivative 0 at its fixed point).  The reduction's rounding multiplies δ, which is at the rounding level once
-converged: second order.  Gradients: the same arithmetic in reverse mode (BPTT, every adjoint product and
-accumulation charged, :func:`grad_magnitudes`); a Newton form's adjoint solves λ_t = g_t + A_{t+1}ᵀλ_{t+1} by a
-reduction over ⌈log₂ T⌉ levels, charged (2⌈log₂ T⌉ + 2)·u per unit of Λ_t = |g_t| + |A_{t+1}|ᵀΛ_{t+1} and
-carried to the parameters through |∂f_t/∂θ|.
+A Newton form (``Traits.solve = "newton"``) evaluates the same cell on its iterate and adds, per step, the rounding
+of its update (the residual's subtraction and s + ωδ: 2·u_acc·|s_t|) and what its stopping rule leaves (it stops
+once max_t |F_t| ≤ 4·u_acc·max_t |s_t| over the whole call, or after a fixed count: 4·u_acc·max|s| per step), each
+propagated by the same |A_t| (to first order a converged iterate's own error does not propagate through the next
+Newton step: the iteration map has derivative 0 at its fixed point). The reduction's rounding multiplies δ, which is
+at the rounding level once converged: second order. Gradients: the same arithmetic in reverse mode (BPTT, every
+adjoint product and accumulation charged, :func:`grad_magnitudes`); a Newton form's adjoint solves λ_t = g_t +
+A_{t+1}ᵀλ_{t+1} by a reduction over ⌈log₂ T⌉ levels, charged (2⌈log₂ T⌉ + 2)·u per unit of Λ_t = |g_t| +
+|A_{t+1}|ᵀΛ_{t+1} and carried to the parameters through |∂f_t/∂θ|.
 """
 from __future__ import annotations
 
@@ -215,9 +215,10 @@ def _local(cell, x, a, b, p, st, u, fmax):
 
 
 def running_bounds(cell: str, inputs: dict, initial_state, exact_states: list, u: float = 0.0,
-                   fmax: float = float("inf")) -> tuple[list, list]:
+                   fmax: float = float("inf"), with_max: bool = False) -> tuple:
     """(E, C): per step [S, B, H, D] — E the forward bound (units of u_acc), C the propagation of one rounding
-    |s_τ| per step (units of the storage u).  ``exact_states``: the oracle's [S, B, H, D] per step."""
+    |s_τ| per step (units of the storage u); ``with_max`` adds M, the propagation of max |s| per step (a Newton
+    stopping rule's residual).  ``exact_states``: the oracle's [S, B, H, D] per step."""
     Wx, a, b, p = _parts(inputs)
     s = initial(cell, Wx, initial_state)
     T = Wx.shape[1]
@@ -231,12 +232,18 @@ def running_bounds(cell: str, inputs: dict, initial_state, exact_states: list, u
     loc = loc.unflatten(1, (T, -1))  # [S, T, B, H, D]
     E = torch.zeros_like(s)
     C = torch.zeros_like(s)
-    Es, Cs = [], []
+    M = torch.zeros_like(s)
+    smax = max(float(x.abs().max()) for x in exact_states)
+    Es, Cs, Ms = [], [], []
     for t in range(T):
         E = torch.einsum("bhdij,jbhd->ibhd", J[t], E) + loc[:, t]
         C = torch.einsum("bhdij,jbhd->ibhd", J[t], C) + exact_states[t].abs()
+        M = torch.einsum("bhdij,jbhd->ibhd", J[t], M) + smax
         Es.append(E)
         Cs.append(C)
+        Ms.append(M)
+    if with_max:
+        return Es, Cs, Ms
     return Es, Cs
 
 
@@ -287,7 +294,8 @@ def newton_overflow(cell: str, inputs: dict, initial_state, iterations: int, fma
     return bad.cummax(1).values  # a step reads every earlier one
 
 
-NEWTON_UPDATE_ROUNDINGS = 3.0  # per step, in units of u_acc·|s_t|: the residual's subtraction, s + ωδ, the stop
+NEWTON_UPDATE_ROUNDINGS = 2.0  # per step, in units of u_acc·|s_t|: the residual's subtraction and s + ωδ
+NEWTON_STOP = 4.0  # the converging forms stop once max|F| ≤ NEWTON_STOP·u·max|s| (charged per step, propagated)
 
 
 # ---- gradients: BPTT in running-error arithmetic, and the adjoint reduction of a Newton form ------------------
