@@ -27,14 +27,14 @@ iterations with ω = 1, s_1 … s_{k+1} equal the sequential values (s_1 is exac
 exact: its F is 0, so its δ is 0 and the next position's δ is −F exactly); after T iterations every s_t does; an
 f affine in s converges in one iteration; the fixed point is the same for every ω ≠ 0.
 
-ERROR MODEL (running error analysis, :mod:`rnnconf.spec.running_error`, as for the nonlinear cells, with one
-change: the error carried in from s_{t−1} is propagated by the *exact* step Jacobian).  Per step, the cell is
-evaluated once in running-error arithmetic from the exact state (every operation charges its rounding; a
-pre-activation is a sum of 3 or 4 terms; for ParaGRU the larger of the two evaluation orders (1 − z)h + zn and
-pararnn's h + z(n − h)); that local bound ℓ_t is then carried forward as E_t = |A_t|E_{t−1} + ℓ_t, with A_t the
-exact Jacobian at the oracle's trajectory (diagonal, or 2×2 per channel: no cancellation between paths is lost, so
-a contractive cell gets a tight bound).  Beyond first order for the evaluating precision (the local charge; the
-carried error is first order).  The bound on s_t is u_acc·E_t + u_out·|s_t| + an underflow floor; a state carried
+ERROR MODEL (running error analysis, :mod:`rnnconf.spec.running_error`, as for the nonlinear cells, with one change:
+the error carried in from s_{t−1} is propagated by the *exact* step Jacobian). Per step, the cell is evaluated once
+in running-error arithmetic from the exact state (every operation charges its rounding; a pre-activation is a sum of
+3 or 4 terms; for ParaGRU the largest over the evaluation orders (1 − z)h + zn and ATen's lerp, h + z(n − h) for z <
+½ and n − (n − h)(1 − z) otherwise); that local bound ℓ_t is then carried forward as E_t = |A_t|E_{t−1} + ℓ_t, with
+A_t the exact Jacobian at the oracle's trajectory (diagonal, or 2×2 per channel: no cancellation between paths is
+lost, so a contractive cell gets a tight bound). Beyond first order for the evaluating precision (the local charge;
+the carried error is first order). The bound on s_t is u_acc·E_t + u_out·|s_t| + an underflow floor; a state carried
 between calls in the input dtype adds the same propagation of one rounding u_out·|s_τ| (``carry``).
 A Newton form (``Traits.solve = "newton"``) evaluates the same cell on its iterate and adds, per step, the rounding
 of its update (the residual's subtraction and s + ωδ: 2·u_acc·|s_t|) and what its stopping rule leaves (it stops
@@ -174,9 +174,11 @@ def step_re(cell: str, x, a, b, p, st, formula: str = "lerp-free"):
         z = re_.sigmoid(_pre(x[0], b[0], [a[0] * h]))
         r = re_.sigmoid(_pre(x[1], b[1], [a[1] * h]))
         n = re_.tanh(_pre(x[2], b[2], [a[2] * (r * h)]))
-        if formula == "lerp":  # pararnn-torch: torch.lerp(h, n, z) = h + z(n − h)
-            return (h + z * (n - h),)
         one = re_.exact(torch.ones_like(z.v))
+        if formula == "lerp":  # pararnn-torch: torch.lerp(h, n, z) = h + z(n − h) (weight < ½) ...
+            return (h + z * (n - h),)
+        if formula == "lerp-high":  # ... and n − (n − h)(1 − z) (weight ≥ ½: ATen's lerp kernel)
+            return (n - (n - h) * (one - z),)
         return ((one - z) * h + z * n,)
     h, c = st
     f = re_.sigmoid(_pre(x[0], b[0], [a[0] * h, p[0] * c]))
@@ -210,7 +212,8 @@ def _local(cell, x, a, b, p, st, u, fmax):
         s = tuple(re_.exact(v) for v in st)
         out = torch.stack([r.e for r in step_re(cell, xs, aa, bb, pp, s)])
         if cell == "paragru":
-            out = torch.maximum(out, torch.stack([r.e for r in step_re(cell, xs, aa, bb, pp, s, "lerp")]))
+            for form in ("lerp", "lerp-high"):
+                out = torch.maximum(out, torch.stack([r.e for r in step_re(cell, xs, aa, bb, pp, s, form)]))
     return out
 
 
@@ -300,7 +303,17 @@ NEWTON_STOP = 4.0  # the converging forms stop once max|F| ≤ NEWTON_STOP·u·m
 
 # ---- gradients: BPTT in running-error arithmetic, and the adjoint reduction of a Newton form ------------------
 def grad_magnitudes(cell: str, inputs: dict, h0, do, dht, cumsum: bool = False, traits=None, dtype=None) -> dict:
-    """(|gradient|, bound in units of u_acc) per differentiable input and the initial state."""
+    """(|gradient|, bound in units of u_acc) per differentiable input and the initial state: for ParaGRU the larger
+    of the bounds of its two evaluation orders (as for the forward)."""
+    out = _grad_magnitudes(cell, inputs, h0, do, dht, traits, dtype, "lerp-free")
+    if cell == "paragru":
+        for form in ("lerp", "lerp-high"):
+            other = _grad_magnitudes(cell, inputs, h0, do, dht, traits, dtype, form)
+            out = {k: (v[0], torch.maximum(v[1], other[k][1])) for k, v in out.items()}
+    return out
+
+
+def _grad_magnitudes(cell, inputs, h0, do, dht, traits, dtype, formula) -> dict:
     from .errors import saved_u
 
     read_rel = 0.0
@@ -319,7 +332,7 @@ def grad_magnitudes(cell: str, inputs: dict, h0, do, dht, cumsum: bool = False, 
         for t in range(T):
             x = [re_.leaf(Wx[:, t, g]) for g in range(G)]
             xs.append(x)
-            st = step_re(cell, x, aa, bb, pp, st)
+            st = step_re(cell, x, aa, bb, pp, st, formula)
             hs.append(st[0])
             traj.append(torch.stack([v.v for v in st]))
     seeds = [(hs[t], do[:, t].double()) for t in range(T)]
@@ -348,6 +361,21 @@ def grad_magnitudes(cell: str, inputs: dict, h0, do, dht, cumsum: bool = False, 
     res["initial_state"] = [torch.stack(vs).abs(), torch.stack(es)]
     if traits is not None and getattr(traits, "solve", "sequential") == "newton" and T:
         _adjoint_reduction(cell, Wx, a, b, p, traj, do, dht, res)
+        # a channel whose Newton intermediates leave the working precision has a non-finite forward (not judged:
+        # newton_overflow); its backward reads those values — every gradient of that channel is not judged either
+        over = newton_overflow(cell, inputs, h0, T, fmax).any(1)  # [B, H, D]
+        # ... and so does one whose forward bound reaches the working precision's range (an expanding cell's
+        # rounding, amplified by Π|A_t| inside every iteration: its forward is not judged there either)
+        E, C, M = running_bounds(cell, inputs, h0, [traj[t + 1] for t in range(T)], u, fmax, with_max=True)
+        fwd = torch.stack([e + NEWTON_UPDATE_ROUNDINGS * c + NEWTON_STOP * m for e, c, m in zip(E, C, M)])
+        over = (over | (~(u * fwd < fmax)).any(0).any(0)) if u else over
+        if bool(over.any()):
+            inf = float("inf")
+            res["Wx"][1] = torch.where(over[:, None, None], inf, res["Wx"][1])
+            res["initial_state"][1] = torch.where(over[None], inf, res["initial_state"][1])
+            for name in ("a", "b", "p"):
+                if name in res:
+                    res[name][1] = torch.where(over.any(0)[None], inf, res[name][1])
     return {k: tuple(v) for k, v in res.items()}
 
 

@@ -20,11 +20,18 @@ KNOWN_FINDINGS: dict[str, str] = {}
 _INTERPRETED_NEWTON_CORE = {"oracle", "state-carry", "newton-reduction", "newton-prefix", "newton-converged"}
 
 
+# Every Newton form: the sweeps (each probe one Newton solve per size) and the damped run (T + 30 iterations) are slow.
+_NEWTON_SLOW = {"boundary-probes", "gradients-probe", "newton-damped"}
+
+
 def _slow(target, prop) -> bool:
     from rnnconf.kernels._backend import interpreter_active
 
-    return (target.kind == "triton" and "newton" in (target.extras or {}) and interpreter_active()
-            and prop.name not in _INTERPRETED_NEWTON_CORE)
+    if "newton" not in (target.extras or {}):
+        return False
+    if prop.name in _NEWTON_SLOW:
+        return True
+    return target.kind == "triton" and interpreter_active() and prop.name not in _INTERPRETED_NEWTON_CORE
 
 
 def _items():
