@@ -140,6 +140,20 @@ def newton_iterates(name: str, inputs: dict, initial_state, iterations: int, ome
     return its, [float(v) for v in res]
 
 
+def _cached_newton(name, inputs, initial_state, dps):
+    """``newton(k, omega=1.0)``: the iterates up to k, computed once for the largest k asked so far (per ω)."""
+    cache: dict = {}
+
+    def newton(k: int, omega=1.0):
+        got = cache.get(omega)
+        if got is None or len(got[0]) <= k:
+            got = newton_iterates(name, inputs, initial_state, k, omega, dps=dps)
+            cache[omega] = got
+        return got[0][:k + 1], got[1][:k + 1]
+
+    return newton
+
+
 def residual(name: str, inputs: dict, initial_state, states: torch.Tensor, dps: int = DEFAULT_DPS) -> float:
     """max_t |F_t| = |s_t − f(s_{t−1}, x_t)| of the given trajectory ``states`` [T, S, B, H, D], in mpmath (the
     float values exactly as given; non-finite values give inf)."""
@@ -183,7 +197,7 @@ def para_oracle(name: str, Wx, a, b, p=None, initial_state=None, dps: int = DEFA
     res.carry = {"h": stack(C, 0), "final_state": C[-1] if T else zero}
     res.aux["states"] = states
     res.aux["form_adjust"] = functools.partial(_adjust, name, inputs, initial_state, exact, C, {})
-    res.aux["newton"] = functools.partial(newton_iterates, name, inputs, initial_state, dps=dps)
+    res.aux["newton"] = _cached_newton(name, inputs, initial_state, dps)
     res.aux["residual"] = functools.partial(residual, name, inputs, initial_state, dps=dps)
     return res
 

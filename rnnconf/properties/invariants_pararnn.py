@@ -50,12 +50,15 @@ def _update_charge(ctx: Ctx, res, j: int, inputs: dict, s0) -> torch.Tensor:
     Zero where iterate j − 1 is already exact (its residual is 0)."""
     if j == 0:
         return torch.zeros_like(res.values["h"])
-    its, _ = res.aux["newton"](j)
-    old, new = its[j - 1], its[j]  # [T, S, B, H, D]
-    T = old.shape[0]
+    exact = res.aux["states"]
+    T = exact.shape[0]
+    if j >= T:  # iterates T − 1 and on are the sequential solution (finite termination, checked on the oracle)
+        old = new = exact
+    else:
+        its, _ = res.aux["newton"](j)
+        old, new = its[j - 1], its[j]  # [T, S, B, H, D]
     Wx, a, b = (inputs[k].double() for k in ("Wx", "a", "b"))
     p = inputs["p"].double() if inputs.get("p") is not None else None
-    exact = res.aux["states"]
     prev_exact = [s0.double() if s0 is not None else torch.zeros_like(exact[0])] + [exact[t] for t in range(T - 1)]
     prev_old = [prev_exact[0]] + [old[t] for t in range(T - 1)]
     cell = ctx.spec.id

@@ -20,8 +20,10 @@ KNOWN_FINDINGS: dict[str, str] = {}
 _INTERPRETED_NEWTON_CORE = {"oracle", "state-carry", "newton-reduction", "newton-prefix", "newton-converged"}
 
 
-# Every Newton form: the sweeps (each probe one Newton solve per size) and the damped run (T + 30 iterations) are slow.
-_NEWTON_SLOW = {"boundary-probes", "gradients-probe", "newton-damped"}
+# Every Newton form (each example several Newton solves): the ci tier keeps what judges its values, gradients and
+# convergence; the structural properties and the sweeps run in the slow tier (and on the GPU tier).
+_NEWTON_CI = {"oracle", "state-carry", "gradients", "causality-nan", "batch-independence", "newton-prefix",
+              "newton-termination", "newton-affine", "newton-reduction", "newton-converged"}
 
 
 def _slow(target, prop) -> bool:
@@ -29,7 +31,7 @@ def _slow(target, prop) -> bool:
 
     if "newton" not in (target.extras or {}):
         return False
-    if prop.name in _NEWTON_SLOW:
+    if prop.name not in _NEWTON_CI:
         return True
     return target.kind == "triton" and interpreter_active() and prop.name not in _INTERPRETED_NEWTON_CORE
 

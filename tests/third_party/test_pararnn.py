@@ -82,13 +82,14 @@ _CI_FINDINGS = {"oracle", "newton-converged"}
 
 # a Newton adapter's ci items: what judges its values, gradients and convergence (the structural properties, each
 # a few Newton solves per example, run in the slow tier)
-_NEWTON_CI = {"oracle", "state-carry", "gradients", "newton-prefix", "newton-converged", "newton-reduction"}
+_NEWTON_CI = {"oracle", "gradients", "newton-prefix", "newton-converged", "newton-reduction"}
+_SEQUENTIAL_CI = {"oracle", "state-carry", "gradients"}  # the same cell as the Newton adapters' (slow: the rest)
 
 
 def _slow(name, prop, dt, finding) -> bool:
     if prop.name in _SLOW or (prop.all_dtypes and dt in (F16, BF16) and "newton" in name):
         return True
-    if "newton" in name and prop.name not in _NEWTON_CI:
+    if prop.name not in (_NEWTON_CI if "newton" in name else _SEQUENTIAL_CI):
         return True
     return bool(finding) and prop.name not in _CI_FINDINGS and not (prop.name == "gradients" and dt == F64)
 
