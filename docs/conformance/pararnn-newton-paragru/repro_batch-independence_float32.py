@@ -1,8 +1,11 @@
 """rnnconf reproducer — failed verdict of property `batch-independence` on `paragru/pararnn:newton:paragru` (float32).
 
-h[B=0] after perturbing every other B[2,0,0]: 0.0578857586 vs 0.0578868762 — expected bitwise equal (1 elements
-differ) [paragru/pararnn:newton:paragru(Wx=float32[2, 3, 3, 1, 1], a=float32[3, 1, 1], b=float32[3, 1, 1],
-initial_state=None, output_final_state=True)]
+h[B=0] after perturbing every other B (adaptive target; the first call)[4,0,0]: expected -0.469607355 (oracle, 30
+digits), got -0.469558805; |err| = 4.85e-05 > bound 5.87e-06 (8.28× the bound; float32, accumulate=input dtype,
+cumsum=none, solve=newton, adaptive; 1 of 5 elements out) [paragru/pararnn:newton:paragru(Wx=float32[2, 5, 3, 1, 1],
+a=float32[3, 1, 1], b=float32[3, 1, 1], initial_state=None, output_final_state=True)] — defect: no same-precision
+baseline (paragru/sequential never produced 'h[B=0] after perturbing every other B (adaptive target; the first
+call)'); 8.28× the bound > 2× (a conforming baseline errs at most 1×)
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

@@ -1,8 +1,10 @@
-"""rnnconf reproducer — failed verdict of property `causality-perturb` on `paragru/pararnn:newton:paragru` (float32).
+"""rnnconf reproducer — errored verdict of property `causality-perturb` on `paragru/pararnn:newton:paragru` (float32).
 
-h[..:4] after perturbing inputs at t > 3[0,3,0,9]: -0.996979952 vs -0.996980727 — expected bitwise equal (3 elements
-differ) [paragru/pararnn:newton:paragru(Wx=float32[1, 5, 3, 1, 13], a=float32[3, 1, 13], b=float32[3, 1, 13],
-initial_state=None, output_final_state=True)]
+paragru/pararnn:newton:paragru(Wx=float32[1, 5, 3, 1, 17], a=float32[3, 1, 17], b=float32[3, 1, 17],
+initial_state=float32[1, 1, 1, 17], output_final_state=True) raised
+pararnn.solvers.newton.config.NewtonDivergenceError: Newton residual 2.993e+00 after 3 iters exceeds residual_fail=1
+(seq_len=5, picard=0, history=(12.065313339233398, 8.712028503417969, 6.320194721221924)). For ParaSLSTM raise
+picard_iters.
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

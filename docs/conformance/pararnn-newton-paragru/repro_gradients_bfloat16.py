@@ -1,9 +1,10 @@
-"""rnnconf reproducer — errored verdict of property `gradients` on `paragru/pararnn:newton:paragru` (bfloat16).
+"""rnnconf reproducer — failed verdict of property `gradients` on `paragru/pararnn:newton:paragru` (bfloat16).
 
-paragru/pararnn:newton:paragru(Wx=bfloat16[1, 31, 3, 1, 16], a=bfloat16[3, 1, 16], b=bfloat16[3, 1, 16],
-initial_state=bfloat16[1, 1, 1, 16], output_final_state=False) raised
-pararnn.solvers.newton.config.NewtonDivergenceError: Newton residual 4.219e+00 after 3 iters exceeds residual_fail=1
-(seq_len=31, picard=0, history=(10.125, 2.0, 2.09375)). For ParaSLSTM raise picard_iters.
+paragru/pararnn:newton:paragru(Wx=bfloat16[1, 34, 3, 1, 30], a=bfloat16[3, 1, 30], b=bfloat16[3, 1, 30],
+initial_state=bfloat16[1, 1, 1, 30], output_final_state=False) raised
+pararnn.solvers.newton.config.NewtonDivergenceError: Newton residual 1.639e+34 after 3 iters exceeds residual_fail=1
+(seq_len=34, picard=0, history=(19.625, 7.480228508865518e+24, 2.305843009213694e+18)). For ParaSLSTM raise
+picard_iters. (not shrunk: the time budget ran out while shrinking)
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

@@ -1,11 +1,10 @@
 """rnnconf reproducer — failed verdict of property `gradients` on `paragru/pararnn:newton:paragru` (float32).
 
-dWx[0,13,1,0,0]: expected -0.00164167667 (float64 autograd of paragru/sequential), got -0.00164163369; |err| =
-4.3e-08 > bound 1.75e-08 (2.45× the bound; float32, accumulate=input dtype, cumsum=none, solve=newton; 3 of 51
-elements out) [backward of paragru/pararnn:newton:paragru(Wx=float32[1, 17, 3, 1, 1], a=float32[3, 1, 1],
-b=float32[3, 1, 1], initial_state=None, output_final_state=False)] — defect: plain torch float32
-(paragru/sequential, same example): |err| = 7.93e-10 at this element, worst 4.48e-08 at [0,14,2,0,0] (0.0956× the
-bound); the target's 2.45× is beyond 2× the baseline's
+paragru/pararnn:newton:paragru(Wx=float32[1, 18, 3, 2, 18], a=float32[3, 2, 18], b=float32[3, 2, 18],
+initial_state=float32[1, 1, 2, 18], output_final_state=True) raised
+pararnn.solvers.newton.config.NewtonDivergenceError: Newton residual 3.448e+01 after 3 iters exceeds residual_fail=1
+(seq_len=18, picard=0, history=(0.941746711730957, 2472.968505859375, 2.3953237533569336)). For ParaSLSTM raise
+picard_iters. (not shrunk: the time budget ran out while shrinking)
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

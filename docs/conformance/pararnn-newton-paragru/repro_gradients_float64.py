@@ -1,8 +1,8 @@
 """rnnconf reproducer — failed verdict of property `gradients` on `paragru/pararnn:newton:paragru` (float64).
 
 dWx[0,0,2,0,0]: expected 0.000966712684 (float64 autograd of paragru/sequential), got 0.00096674799; |err| =
-3.53e-08 > bound 2.95e-15 (1.2e+07× the bound; float64, accumulate=input dtype, cumsum=none, solve=newton; 2 of 3
-elements out) [backward of paragru/pararnn:newton:paragru(Wx=float64[1, 1, 3, 1, 1], a=float64[3, 1, 1],
+3.53e-08 > bound 2.95e-15 (1.2e+07× the bound; float64, accumulate=input dtype, cumsum=none, solve=newton, adaptive;
+2 of 3 elements out) [backward of paragru/pararnn:newton:paragru(Wx=float64[1, 1, 3, 1, 1], a=float64[3, 1, 1],
 b=float64[3, 1, 1], initial_state=None, output_final_state=False)] — dtype-contract: float64 accepted but computed
 at about float32 precision (within the bound scaled to float32's roundoff (1.2e+07× ≤ 5.37e+08×); plain torch
 float32: 1.77e+07× the bound)

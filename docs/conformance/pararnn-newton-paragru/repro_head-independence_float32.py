@@ -1,8 +1,11 @@
 """rnnconf reproducer — failed verdict of property `head-independence` on `paragru/pararnn:newton:paragru` (float32).
 
-h[H=0] after perturbing every other H[0,3,1]: 0.0993605033 vs 0.0993605331 — expected bitwise equal (21 elements
-differ) [paragru/pararnn:newton:paragru(Wx=float32[1, 17, 3, 2, 2], a=float32[3, 2, 2], b=float32[3, 2, 2],
-initial_state=None, output_final_state=True)]
+h[H=1] after perturbing every other H (adaptive target; the first call)[0,5,0]: expected -0.773452254 (oracle, 30
+digits), got -0.773455381; |err| = 3.13e-06 > bound 1.89e-06 (1.65× the bound; float32, accumulate=input dtype,
+cumsum=none, solve=newton, adaptive; 1 of 6 elements out) [paragru/pararnn:newton:paragru(Wx=float32[1, 6, 3, 2, 1],
+a=float32[3, 2, 1], b=float32[3, 2, 1], initial_state=None, output_final_state=True)] — precision: no same-precision
+baseline (paragru/sequential never produced 'h[H=1] after perturbing every other H (adaptive target; the first
+call)'); 1.65× the bound ≤ 2× (a conforming baseline errs at most 1×)
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

@@ -1,11 +1,11 @@
 """rnnconf reproducer — failed verdict of property `newton-converged` on `paragru/pararnn:newton:paragru` (float32).
 
-h[0,16,0,0]: expected -0.546286781 (oracle, 30 digits), got -0.546284676; |err| = 2.11e-06 > bound 1.42e-06 (1.48×
-the bound; float32, accumulate=input dtype, cumsum=none, solve=newton; 2 of 17 elements out)
+h[0,16,0,0]: expected -0.546286781 (oracle, 30 digits), got -0.546284676; |err| = 2.11e-06 > bound 1.99e-06 (1.06×
+the bound; float32, accumulate=input dtype, cumsum=none, solve=newton, adaptive; 1 of 17 elements out)
 [paragru/pararnn:newton:paragru(Wx=float32[1, 17, 3, 1, 1], a=float32[3, 1, 1], b=float32[3, 1, 1],
 initial_state=None, output_final_state=True)] — not converged (a fixed 3 iteration count): max|F| = 2.12e-06 of the
 returned states — defect: plain torch float32 (paragru/sequential, same example): |err| = 7.89e-08 at this element,
-worst 2.35e-07 at [0,15,0,0] (0.0843× the bound); the target's 1.48× is beyond 2× the baseline's
+worst 2.35e-07 at [0,15,0,0] (0.0591× the bound); the target's 1.06× is beyond 2× the baseline's
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 

@@ -1,10 +1,10 @@
 """rnnconf reproducer — failed verdict of property `oracle` on `paragru/pararnn:newton:paragru` (float64).
 
-h[0,4,0,0]: expected -0.973463735 (oracle, 30 digits), got -0.973463029; |err| = 7.05e-07 > bound 3.15e-15
-(2.24e+08× the bound; float64, accumulate=input dtype, cumsum=none, solve=newton; 2 of 5 elements out)
+h[0,4,0,0]: expected -0.973463735 (oracle, 30 digits), got -0.973463029; |err| = 7.05e-07 > bound 3.7e-15 (1.91e+08×
+the bound; float64, accumulate=input dtype, cumsum=none, solve=newton, adaptive; 2 of 5 elements out)
 [paragru/pararnn:newton:paragru(Wx=float64[1, 5, 3, 1, 1], a=float64[3, 1, 1], b=float64[3, 1, 1],
 initial_state=None, output_final_state=True)] — defect: plain torch float64 (paragru/sequential, same example):
-|err| = 0 at this element, worst 1.11e-16 at [0,0,0,0] (0.0677× the bound); the target's 2.24e+08× is beyond 2× the
+|err| = 0 at this element, worst 1.11e-16 at [0,0,0,0] (0.0562× the bound); the target's 1.91e+08× is beyond 2× the
 baseline's
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):

@@ -1,12 +1,12 @@
 """rnnconf reproducer — failed verdict of property `state-carry` on `paragru/pararnn:newton:paragru` (float32).
 
-h (split at τ=4)[0,3,0,0]: expected 0.00402457684 (oracle, 30 digits), got 0.00402823929; |err| = 3.66e-06 > bound
-7.5e-07 (4.88× the bound; float32, accumulate=input dtype, cumsum=none, solve=newton; 2 of 5 elements out)
-[paragru/pararnn:newton:paragru(Wx=float32[1, 4, 3, 1, 1], a=float32[3, 1, 1], b=float32[3, 1, 1],
-initial_state=float32[1, 1, 1, 1], output_final_state=True) then paragru/pararnn:newton:paragru(Wx=float32[1, 1, 3,
-1, 1], a=float32[3, 1, 1], b=float32[3, 1, 1], initial_state=float32[1, 1, 1, 1], output_final_state=True) (τ=4)] —
-defect: plain torch float32 (paragru/sequential, same example): |err| = 1.82e-08 at this element, worst 5.18e-08 at
-[0,0,0,0] (0.0348× the bound); the target's 4.88× is beyond 2× the baseline's
+h (split at τ=3)[0,2,0,0]: expected -0.931746318 (oracle, 30 digits), got -0.931743801; |err| = 2.52e-06 > bound
+1.69e-06 (1.49× the bound; float32, accumulate=input dtype, cumsum=none, solve=newton, adaptive; 1 of 8 elements
+out) [paragru/pararnn:newton:paragru(Wx=float32[1, 3, 3, 1, 1], a=float32[3, 1, 1], b=float32[3, 1, 1],
+initial_state=float32[1, 1, 1, 1], output_final_state=True) then paragru/pararnn:newton:paragru(Wx=float32[1, 5, 3,
+1, 1], a=float32[3, 1, 1], b=float32[3, 1, 1], initial_state=float32[1, 1, 1, 1], output_final_state=True) (τ=3)] —
+defect: plain torch float32 (paragru/sequential, same example): |err| = 1.4e-08 at this element, worst 5.31e-08 at
+[0,6,0,0] (0.0352× the bound); the target's 1.49× is beyond 2× the baseline's
 
 Run it with pytest; it fails while the bug is present (and passes once it is fixed):
 
