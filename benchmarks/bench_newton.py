@@ -77,14 +77,12 @@ def main(argv=None) -> None:
 
 def _iterations(P, Wx, a, b) -> int:
     """Iterations the converging Newton took on these inputs (the driver's count)."""
-    B, T = Wx.shape[:2]
-    cd = Wx.dtype
+    T = Wx.shape[1]
     s0 = Wx.new_zeros(1, *Wx.shape[:1], *Wx.shape[3:])
     pb, _ = P.para_problem("paragru", (Wx, a, b, a.new_zeros(2, *a.shape[1:]), s0))
     stats = {}
     with torch.no_grad():
         P.newton(pb, (Wx, a, b, a.new_zeros(2, *a.shape[1:]), s0), T, stats=stats)
-    del cd, B
     return stats["iterations"]
 
 

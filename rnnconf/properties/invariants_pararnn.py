@@ -179,7 +179,6 @@ def _converged_check(ctx: Ctx, ex):
     try:
         return ctx.expect_close("h", call.outputs["h"], res.values["h"], ctx.bound(res, "h"), call.desc)
     except PropertyFailure as e:
-        fin = call.outputs.get("final_state")
         its = _newton(ctx.target).get("iterations")
         h = call.outputs["h"]
         if h.shape[0] and ctx.spec.extra["states"] == ("h",):
@@ -188,7 +187,6 @@ def _converged_check(ctx: Ctx, ex):
             said = f"max|F| = {resid:.3g} of the returned states"
         else:
             said = "its residual needs the full state per step, which the outputs do not give"
-        del fin
         raise PropertyFailure(f"{e} — not converged ({'a fixed ' + str(its) if its else 'no fixed'} iteration "
                               f"count): {said}", observed=e.observed, bound=e.bound, numeric=e.numeric,
                               profile_t=e.profile_t) from None

@@ -34,6 +34,7 @@ class Profile:
     # tier draws fewer examples for kernels (the same examples for every interpreted target);
     # the GPU tier runs them natively at its full count, and the boundary probes are sweeps, not counted here.
     interpreted_examples: int | None = None
+    shrink: bool = True  # False: a known failure is confirmed, not shrunk (the third-party tests' findings)
 
     def examples_for(self, target) -> int:
         """The example count of one property on ``target`` at this profile (see ``interpreted_examples``)."""
@@ -50,7 +51,7 @@ class Profile:
         db = DirectoryBasedExampleDatabase(os.path.join(".rnnconf", "examples")) if self.database else None
         # no "explain" phase: it re-runs the failing example ~1000 times to annotate a report that the runner never
         # prints (verdicts carry the shrunk example itself), which made every failure cost tens of seconds
-        kw.setdefault("phases", [p for p in Phase if p != Phase.explain])
+        kw.setdefault("phases", [p for p in Phase if p != Phase.explain and (self.shrink or p != Phase.shrink)])
         return settings(
             max_examples=max_examples or self.max_examples,
             derandomize=self.derandomize,

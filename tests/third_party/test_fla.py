@@ -7,11 +7,10 @@ whose reason states the finding; a fixed fla turns them into failures that ask f
 derandomized profiles such as ci, where the failing example is drawn on every run).
 """
 import warnings
-from dataclasses import fields
+from dataclasses import replace
 
 import pytest
 import torch
-from hypothesis import Phase
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Triton is not supported on current platform")
@@ -20,7 +19,6 @@ with warnings.catch_warnings():
 from rnnconf.adapters import autotune_variants, get_adapter  # noqa: E402
 from rnnconf.kernels._backend import interpreter_active  # noqa: E402
 from rnnconf.properties import PROPERTIES, get_profile, properties_for, run_property  # noqa: E402
-from rnnconf.properties.profiles import Profile  # noqa: E402
 from rnnconf.registry import get_spec  # noqa: E402
 
 pytestmark = [pytest.mark.fla, pytest.mark.kernel,
@@ -46,15 +44,10 @@ FINDINGS = {
 }
 
 
-class _NoShrink(Profile):
-    """A known failure needs confirming, not shrinking (shrinking through interpreted kernels takes minutes)."""
 
-    def settings(self, max_examples=None, **kw):
-        return super().settings(max_examples, phases=(Phase.explicit, Phase.reuse, Phase.generate), **kw)
-
-
-def _no_shrink(profile: Profile) -> Profile:
-    return _NoShrink(*[getattr(profile, f.name) for f in fields(profile)])
+def _no_shrink(profile):
+    """A known failure needs confirming, not shrinking."""
+    return replace(profile, shrink=False)
 
 
 _TARGETS = {}

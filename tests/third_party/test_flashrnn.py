@@ -15,11 +15,10 @@ its vanilla_fwbw and triton_fused backends import) is not installed.
 """
 import logging
 import warnings
-from dataclasses import fields
+from dataclasses import replace
 
 import pytest
 import torch
-from hypothesis import Phase
 
 pytest.importorskip("einops", reason="einops is not installed (FlashRNN's vanilla_fwbw/triton_fused import it)")
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found" on import
@@ -101,15 +100,10 @@ FINDINGS = {
 }
 
 
-class _NoShrink(Profile):
+
+def _no_shrink(profile):
     """A known failure needs confirming, not shrinking."""
-
-    def settings(self, max_examples=None, **kw):
-        return super().settings(max_examples, phases=(Phase.explicit, Phase.reuse, Phase.generate), **kw)
-
-
-def _no_shrink(profile: Profile) -> Profile:
-    return _NoShrink(*[getattr(profile, f.name) for f in fields(profile)])
+    return replace(profile, shrink=False)
 
 
 def _profile(name: str, prop_name: str, dtype) -> Profile:

@@ -8,18 +8,16 @@ the library is right.  Findings are strict xfails whose reason states the number
 "Conformance of pararnn-torch 0.17.4", classifies them).  Its Triton scans need CUDA and are not judged here.
 """
 import logging
-from dataclasses import fields
+from dataclasses import replace
 
 import pytest
 import torch
-from hypothesis import Phase
 
 pytest.importorskip("pararnn", reason="pararnn-torch is not installed (pip install pararnn-torch==0.17.4)")
 
 from rnnconf.adapters import get_adapter, list_adapters  # noqa: E402
 from rnnconf.oracles.pararnn import para_oracle  # noqa: E402
 from rnnconf.properties import PROPERTIES, get_profile, properties_for, run_property  # noqa: E402
-from rnnconf.properties.profiles import Profile  # noqa: E402
 from rnnconf.registry import get_spec  # noqa: E402
 
 pytestmark = [pytest.mark.pararnn, pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -94,18 +92,9 @@ def _slow(name, prop, dt, finding) -> bool:
     return bool(finding) and prop.name not in _CI_FINDINGS and not (prop.name == "gradients" and dt == F64)
 
 
-class _NoShrink(Profile):
-    """A known failure needs confirming, not shrinking."""
-
-    def settings(self, max_examples=None, **kw):
-        return super().settings(max_examples, phases=(Phase.explicit, Phase.reuse, Phase.generate), **kw)
-
-
 def _profile(name, prop_name, dtype):
     p = get_profile()
-    if (name, prop_name, dtype) in FINDINGS:
-        return _NoShrink(*[getattr(p, f.name) for f in fields(p)])
-    return p
+    return replace(p, shrink=False) if (name, prop_name, dtype) in FINDINGS else p
 
 
 def _items():
