@@ -35,3 +35,6 @@ from .pararnn import paragru_oracle, paralstm_oracle  # noqa: E402
 
 register_oracle("paragru", paragru_oracle)
 register_oracle("paralstm", paralstm_oracle)
+from .ssd import ssd_oracle  # noqa: E402
+
+register_oracle("ssd", ssd_oracle)

@@ -93,14 +93,18 @@ PROFILES = {
     # H, K, V: attention specs (quadratic oracles), kept small on the CPU tier
     "ci": Profile("ci", 10, True, {"T": 70, "D": 40, "B": 3, "H": 2, "K": 16, "V": 16,
                                    "attention.T": 40, "attention.B": 2, "matrix.T": 32, "matrix.B": 2,
-                                   "N": 3}, probe_caps=_CI_PROBES, probe_budget_s=8.0,
+                                   "N": 3, "ssm.T": 40, "ssm.B": 2, "ssm.G": 2, "ssm.R": 2, "ssm.P": 8,
+                                   "ssm.N": 8}, probe_caps=_CI_PROBES, probe_budget_s=8.0,
                  interpreted_examples=3),
     "dev": Profile("dev", 30, False, {"T": 130, "D": 64, "B": 4, "H": 3, "K": 32, "V": 32, "attention.T": 80,
-                                      "matrix.T": 64, "N": 4},
+                                      "matrix.T": 64, "N": 4, "ssm.T": 80, "ssm.G": 2, "ssm.R": 3,
+                                      "ssm.P": 16, "ssm.N": 16},
                    database=True, probe_caps=_DEV_PROBES, probe_budget_s=10.0),
-    "gpu": Profile("gpu", 60, False, {"T": 520, "D": 96, "B": 4, "H": 4, "K": 64, "V": 64}, device="cuda",
+    "gpu": Profile("gpu", 60, False, {"T": 520, "D": 96, "B": 4, "H": 4, "K": 64, "V": 64, "ssm.G": 2,
+                                      "ssm.R": 4, "ssm.P": 32, "ssm.N": 32}, device="cuda",
                    database=True, probe_budget_s=15.0),
-    "fuzz": Profile("fuzz", 100_000, False, {"T": 1100, "D": 130, "B": 5, "H": 4, "K": 64, "V": 64},
+    "fuzz": Profile("fuzz", 100_000, False, {"T": 1100, "D": 130, "B": 5, "H": 4, "K": 64, "V": 64, "ssm.G": 3,
+                                        "ssm.R": 4, "ssm.P": 64, "ssm.N": 64},
                     database=True, probe_budget_s=15.0),
 }
 

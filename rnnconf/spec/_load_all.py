@@ -9,4 +9,5 @@ from . import (
     mingru,  # noqa: F401
     nonlinear,  # noqa: F401
     pararnn,  # noqa: F401
+    ssd,  # noqa: F401
 )
