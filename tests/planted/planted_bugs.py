@@ -509,6 +509,9 @@ def _bugs() -> list[PlantedBug]:
     from planted_pararnn import pararnn_bugs
 
     pararnn_bugs(add)
+    from planted_ssd import ssd_bugs
+
+    ssd_bugs(add)
     from planted_probes import probe_bugs
 
     probe_bugs(add)
