@@ -335,8 +335,11 @@ def _grad_magnitudes(spec, target, inputs, h0, do, dht, dtype=None):
     import inspect
 
     params = inspect.signature(fn).parameters
-    kw = {"traits": target.traits} if "traits" in params else {}
-    if "dtype" in params:
+    # a model that takes the evaluating precision gets it, also through **kwargs (a spec's wrapper lambda): dropped
+    # silently, its bound would be the first-order one at the exact point, whatever the target's precision
+    anykw = any(q.kind is inspect.Parameter.VAR_KEYWORD for q in params.values())
+    kw = {"traits": target.traits} if ("traits" in params or anykw) else {}
+    if "dtype" in params or anykw:
         kw["dtype"] = dtype
     return fn(inputs, h0, do, dht, cumsum=cumsum, **kw)
 

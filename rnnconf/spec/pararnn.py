@@ -125,7 +125,7 @@ def _spec(cell, title, math_):
         supports_varlen=False, notes=f"gates ({', '.join(CELLS[cell])}); states ({', '.join(STATES[cell])})",
         extra={"family": "rnn", "reference_form": "sequential", "independent_axes": ("B", "H", "D"),
                "cell": cell, "gates": CELLS[cell], "states": STATES[cell],
-               "grad_magnitudes": lambda *a, _c=cell, **k: grad_magnitudes(_c, *a, **k),
+               "grad_magnitudes": _grad_fn(cell),
                "affine_zero": {"a": (0, 2)} if cell == "paragru" else None},
     ))
 
@@ -311,6 +311,13 @@ def grad_magnitudes(cell: str, inputs: dict, h0, do, dht, cumsum: bool = False, 
             other = _grad_magnitudes(cell, inputs, h0, do, dht, traits, dtype, form)
             out = {k: (v[0], torch.maximum(v[1], other[k][1])) for k, v in out.items()}
     return out
+
+
+def _grad_fn(cell: str):
+    def fn(inputs, h0, do, dht, cumsum=False, traits=None, dtype=None):
+        return grad_magnitudes(cell, inputs, h0, do, dht, cumsum, traits, dtype)
+
+    return fn
 
 
 def _grad_magnitudes(cell, inputs, h0, do, dht, traits, dtype, formula) -> dict:
