@@ -6,6 +6,7 @@ pass) / ``not-applicable`` (the property does not concern this target).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
@@ -104,6 +105,34 @@ def _tensor_summary(v: torch.Tensor) -> dict:
     return {"shape": list(v.shape), "min": float(r.min()), "max": float(r.max())}
 
 
+@contextlib.contextmanager
+def _no_local_constants():
+    """Hypothesis (≥ 6.131) mixes into its draws literal constants it finds in the source of every non-installed
+    module in ``sys.modules`` (tests, an editable rnnconf) and caches the pool per draw type for the process
+    (``hypothesis.internal.conjecture.providers``): the examples of one seed then depend on which modules the session
+    happened to import before the first draw — a single test file and the whole suite drew different inputs.  Within
+    a property run the local pool is empty and the cache private, so a derandomized example is a function of its
+    key alone.  (A Hypothesis without that mechanism is left as it is.)"""
+    try:
+        from hypothesis.internal.conjecture import providers as pv
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    get, cache = getattr(pv, "_get_local_constants", None), getattr(pv, "CONSTANTS_CACHE", None)
+    if get is None or cache is None or not hasattr(pv, "Constants"):
+        yield
+        return
+    empty = pv.Constants()
+    pv._get_local_constants, pv.CONSTANTS_CACHE = (lambda: empty), _PRIVATE_CONSTANTS_CACHE
+    try:
+        yield
+    finally:
+        pv._get_local_constants, pv.CONSTANTS_CACHE = get, cache
+
+
+_PRIVATE_CONSTANTS_CACHE: dict = {}
+
+
 def example_key(spec: Spec, prop: Property, dtype: torch.dtype, profile: Profile) -> bytes:
     """What the derandomized examples depend on: (spec, property, dtype, profile) — never the target."""
     return f"{spec.id}|{prop.name}|{dtype_name(dtype)}|{profile.name}".encode()
@@ -172,7 +201,7 @@ def run_property(prop: Property, spec: Spec, target: Target, dtype: torch.dtype,
     inner._hypothesis_internal_database_key = database_key(spec, prop, target, dtype, profile)
     t0 = time.perf_counter()
     try:
-        with collect_dtype_findings() as dtype_findings:
+        with collect_dtype_findings() as dtype_findings, _no_local_constants():
             inner()
     except PropertyFailure as e:
         v.status, v.reason, v.observed, v.bound = "failed", str(e), e.observed, e.bound

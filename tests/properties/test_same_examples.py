@@ -74,3 +74,27 @@ def test_database_is_keyed_per_target_examples_are_not():
     assert database_key(spec, prop, a, torch.float32, profile) != database_key(spec, prop, b, torch.float32, profile)
     assert database_key(spec, prop, a, torch.float32, profile) \
         != database_key(spec, prop, a, torch.float32, get_profile("dev"))
+
+
+def test_examples_do_not_depend_on_the_modules_the_session_imported(tmp_path, monkeypatch):
+    """Hypothesis mixes literal constants of every local module in ``sys.modules`` into its draws, cached per
+    process: without rnnconf's guard a module imported earlier (here one full of odd floats and ints, its pool
+    cache cleared as in a fresh process) changes what a seed draws — one test file alone and the whole suite drew
+    different inputs, and a pararnn bf16 gradient failed only in the full suite."""
+    from hypothesis.internal.conjecture import providers as pv
+
+    spec, profile, dtype = get_spec("paragru"), get_profile("ci"), torch.float32
+    target, prop = get_form("paragru/sequential"), PROPERTIES["gradients"]
+    before = _drawn(prop, spec, target, dtype, profile, n=10)
+    mod = tmp_path / "rnnconf_odd_constants.py"
+    mod.write_text("ODD = [" + ", ".join(f"{x}e{e}" for x in (1.5, -7.25, 3.0) for e in range(-30, 31, 3))
+                   + "] + [" + ", ".join(str(k) for k in range(-300, 300, 7)) + "]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    importlib.import_module("rnnconf_odd_constants")
+    monkeypatch.setattr(pv, "CONSTANTS_CACHE", type(pv.CONSTANTS_CACHE)(1024))
+    after = _drawn(prop, spec, target, dtype, profile, n=10)
+    assert len(before) == len(after)
+    diffs = [d for a, b in zip(before, after) if (d := _same(a, b))]
+    assert not diffs, diffs[:3]
