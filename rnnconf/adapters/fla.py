@@ -48,6 +48,7 @@ import torch
 from ..spec.errors import Traits
 from ..spec.targets import FEATURES, FLOAT_DTYPES, QK_L2NORM, Target
 from . import Adapter, interpreter_skips, register_adapter
+from ._calling import call_within
 
 LIBRARY = "fla"
 DISTRIBUTION = "fla-core"
@@ -114,62 +115,14 @@ def _pinned(module, index: int | None):
     return pin_autotune(module, index)
 
 
-class _PinnedBackward(torch.autograd.Function):
-    """Runs ``run`` (fla's differentiable call) on detached leaves, and its backward under the same autotune pin:
-    autograd calls fla's backward after the forward's context has closed, so the pin must be re-entered there."""
-
-    @staticmethod
-    def forward(ctx, run, rebuild, module, index, *tensors):
-        ctx.set_materialize_grads(False)
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(t.requires_grad) for t in tensors]
-            with _quiet(), _pinned(module, index):
-                outs = run(*rebuild(leaves))
-        outs = tuple(outs) if isinstance(outs, (tuple, list)) else (outs,)
-        ctx.module, ctx.index, ctx.leaves, ctx.outs = module, index, leaves, outs
-        return tuple(o.detach() if isinstance(o, torch.Tensor) else o for o in outs)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        pairs = [(o, g) for o, g in zip(ctx.outs, grads)
-                 if isinstance(o, torch.Tensor) and o.requires_grad and g is not None]
-        wanted = [i for i, t in enumerate(ctx.leaves) if t.requires_grad]
-        result = [None] * len(ctx.leaves)
-        if pairs and wanted:
-            with _quiet(), _pinned(ctx.module, ctx.index):
-                got = torch.autograd.grad([o for o, _ in pairs], [ctx.leaves[i] for i in wanted],
-                                          [g for _, g in pairs], allow_unused=True)
-            for i, g in zip(wanted, got):
-                result[i] = g
-        return (None, None, None, None, *result)
-
-
 def _call_pinned(run: Callable, module, index: int | None, args: tuple, kwargs: dict):
-    slots = [(i, None) for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
-    slots += [(None, k) for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
-    tensors = [args[i] if k is None else kwargs[k] for i, k in slots]
-    if index is None or not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors):
+    """fla's call (and, pinned, its backward) quietly and under the autotune pin (:mod:`._calling`)."""
+    @contextlib.contextmanager
+    def context():
         with _quiet(), _pinned(module, index):
-            return run(*args, **kwargs)
+            yield
 
-    def rebuild(leaves):
-        a, kw = list(args), dict(kwargs)
-        for (i, k), t in zip(slots, leaves):
-            if k is None:
-                a[i] = t
-            else:
-                kw[k] = t
-        return a, kw
-
-    shape = {}
-
-    def call(a, kw):
-        out = run(*a, **kw)
-        shape["single"] = not isinstance(out, (tuple, list))
-        return out
-
-    outs = _PinnedBackward.apply(call, rebuild, module, index, *tensors)
-    return outs[0] if shape["single"] else outs
+    return call_within(run, context, args, kwargs, backward_too=index is not None)
 
 
 # ------------------------------------------------------------------------------------------------------------------
