@@ -7,7 +7,8 @@ from __future__ import annotations
 import mpmath
 import torch
 
-from ..spec.ssd import SOFTPLUS_THRESHOLD, delta_condition, heads_of_groups, softplus64
+from ..spec.nonlinear import working_precision
+from ..spec.ssd import SOFTPLUS_THRESHOLD, UNDERFLOW_PER_STEP, delta_condition, heads_of_groups, softplus64
 from .base import DEFAULT_DPS, OracleResult, mp_to_tensor
 
 
@@ -60,16 +61,26 @@ def _ingredients(res: OracleResult, x, dt, A, B, C, D, dt_bias, h0) -> None:
     a = torch.exp(-dA)
     M = h0.double().abs() if h0 is not None else torch.zeros(Bsz, H, P, N, dtype=torch.float64)
     E = torch.zeros_like(M)
-    my, cy = [], []
+    my, cy, uy, smag = [], [], [], []
+    q = (lambda v: v.abs().clamp(min=1.0))  # noqa: E731  (a factor's cofactor weight, spec: underflow floor)
+    W = torch.zeros_like(M)
+    run = M.amax((-2, -1))
     for t in range(T):
+        W = W + UNDERFLOW_PER_STEP * (q(dl[:, t])[..., None, None] * q(x[:, t])[..., None]
+                                      * q(Bh[:, t])[:, :, None, :] + M.clamp(min=1.0))
         bt = (dl[:, t, :, None, None] * x[:, t].abs()[..., None] * Bh[:, t].abs()[:, :, None, :])
         at = a[:, t, :, None, None]
         E = at * E + (2 + dA[:, t, :, None, None] * (cD[:, t, :, None, None] + 1)) * at * M \
             + (cD[:, t, :, None, None] + 3) * bt
+        run = torch.maximum(run, M.amax((-2, -1)))  # the largest state magnitude so far (h0 included)
         M = at * M + bt
+        run = torch.maximum(run, M.amax((-2, -1)))
+        # [B, H]: what a stored state, an input term, or a read C·H of an undecayed earlier state must hold
+        smag.append(torch.maximum(torch.maximum(M, bt).amax((-2, -1)), Ch[:, t].abs().sum(-1) * run))
         m = torch.einsum("bhpn,bhn->bhp", M, Ch[:, t].abs()) + (D.abs()[:, None] * x[:, t].abs())
         my.append(m)
         cy.append(torch.einsum("bhpn,bhn->bhp", E, Ch[:, t].abs()) + (N + 2) * m)
+        uy.append(torch.einsum("bhpn,bhn->bhp", W + 2, q(Ch[:, t])) + (N + 4) * (q(D)[:, None] * q(x[:, t]) + 1))
     st = (lambda xs, shape: torch.stack(xs, 1) if T else torch.zeros(shape, dtype=torch.float64))  # noqa: E731
     m_y, c_y = st(my, (Bsz, 0, H, P)), st(cy, (Bsz, 0, H, P))
     Gc = torch.cumsum(dA, 1)  # [B, T, H]
@@ -82,18 +93,32 @@ def _ingredients(res: OracleResult, x, dt, A, B, C, D, dt_bias, h0) -> None:
                    "final_state": (Gc[:, -1] if T else torch.zeros(Bsz, H, dtype=torch.float64))[..., None, None]
                    .expand(Bsz, H, P, N)}
     res.aux["T"] = T
+    res.aux["underflow"] = {"y": st(uy, (Bsz, 0, H, P)), "final_state": W + 2}
+    res.aux["state_mag"] = torch.cummax(st(smag, (Bsz, 0, H)), 1).values if T else st(smag, (Bsz, 0, H))
 
 
 def chunk_adjust(res: OracleResult, traits, dtype=None) -> OracleResult:
     """The ingredients for a form with ``traits``: a chunk form (chunk size C, C' = min(C, T)) adds
-    (2C' + 10 + 5(t + 1)/C')·m_y on y_t and (C' + 5 + 5(T + 1)/C')·M_T on the final state (spec: ERROR MODEL)."""
+    (2C' + 10 + 5(t + 1)/C')·m_y on y_t and (C' + 5 + 5(T + 1)/C')·M_T on the final state (spec: ERROR MODEL); in a
+    working precision whose range a state's or an input term's magnitude leaves, what reads it is not judged."""
     T = res.aux.get("T", 0)
-    if not traits.chunk_size or not T:
+    over = None
+    if dtype is not None and T:  # a state or input term beyond the working precision's range: not judged after it
+        fmax = working_precision(dtype, traits)[1]
+        over = res.aux["state_mag"] >= fmax  # [B, T, H], monotone in t
+    if (not traits.chunk_size or not T) and (over is None or not bool(over.any())):
         return res
-    Cp = min(traits.chunk_size, T)
-    t1 = res.steps["y"]
     out = OracleResult(values=res.values, mag=res.mag, logmass=res.logmass, steps=res.steps, exact=res.exact,
                        dps=res.dps, carry=res.carry, aux=res.aux)
-    out.cond = {"y": res.cond["y"] + (2 * Cp + 10 + 5 * t1 / Cp) * res.mag["y"],
-                "final_state": res.cond["final_state"] + (Cp + 5 + 5 * (T + 1) / Cp) * res.mag["final_state"]}
+    cy, cf = res.cond["y"], res.cond["final_state"]
+    if traits.chunk_size:
+        Cp = min(traits.chunk_size, T)
+        cy = cy + (2 * Cp + 10 + 5 * res.steps["y"] / Cp) * res.mag["y"]
+        cf = cf + (Cp + 5 + 5 * (T + 1) / Cp) * res.mag["final_state"]
+    if over is not None and bool(over.any()):
+        # a chunk form forms every chunk state (the final one too) before reading any: its whole call
+        whole = over[:, -1:].expand_as(over) if traits.chunk_size else over
+        cy = torch.where(whole[..., None], float("inf"), cy)
+        cf = torch.where(over[:, -1, :, None, None], float("inf"), cf)
+    out.cond = {"y": cy, "final_state": cf}
     return out

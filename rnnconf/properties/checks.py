@@ -405,13 +405,14 @@ def _gradients():
             g_ref = rg[name]
             if not both_grads(name, g_obs, g_ref, tcall.desc):
                 continue
-            mag, cond, ref_cond = mags[name], None, None
-            if isinstance(mag, tuple):  # (magnitude, condition term) — attention; the cond charges the target's
-                mag, cond = mag  # traits, and the reference's own is taken at its traits
+            mag, cond, ref_cond, uf = mags[name], None, None, None
+            if isinstance(mag, tuple):  # (magnitude, condition term[, underflow count]) — the cond charges the
+                mag, cond, *rest = mag  # target's traits, and the reference's own is taken at its traits
+                uf = rest[0] if rest else None
                 ref_cond = _grad_magnitudes(spec, ref_target, ex["inputs"], ex["initial_state"], ex["do"],
                                             ex["dht"])[name][1]
             lm = G if (G is not None and G.dim() == mag.dim()) else (G.squeeze(1) if G is not None else None)
-            b = spec.error_model.bound(steps, mag, lm, ctx.dtype, ctx.target.traits, cond=cond)
+            b = spec.error_model.bound(steps, mag, lm, ctx.dtype, ctx.target.traits, cond=cond, underflow=uf)
             b = b + spec.error_model.bound(steps, mag, lm, torch.float64, ref_target.traits,
                                            cond=ref_cond)  # the reference's own
             u_s = saved_u(ctx.dtype, ctx.target.traits)

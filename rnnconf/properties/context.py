@@ -109,8 +109,10 @@ class Ctx:
         if "form_adjust" in res.aux:  # ingredients that depend on how the form evaluates (chunk conditioning,
             res = res.aux["form_adjust"](res, self.target.traits, self.dtype)  # ACP's decision rounding)
         lm = res.logmass.get(name)
+        uf = res.aux.get("underflow", {}).get(name)  # a spec's cofactor-weighted rounding count (floor)
         b = em.bound(res.steps[name] + extra_steps, res.mag[name], lm, self.dtype, self.target.traits,
-                     res.logvalue.get(name), res.cond.get(name))
+                     res.logvalue.get(name), res.cond.get(name),
+                     underflow=None if uf is None else uf + extra_steps)
         carry = res.carry.get(name)
         if extra_steps and carry is not None:  # the carried state's rounding, propagated by the oracle's Jacobians
             u_out = unit_roundoff(self.dtype)

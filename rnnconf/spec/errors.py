@@ -237,10 +237,12 @@ class ErrorModel:
 
     def bound(self, steps: torch.Tensor, mag: torch.Tensor, logmass: torch.Tensor | None, dtype: torch.dtype,
               traits: Traits, logvalue: torch.Tensor | None = None,
-              cond: torch.Tensor | None = None) -> torch.Tensor:
+              cond: torch.Tensor | None = None, underflow: torch.Tensor | None = None) -> torch.Tensor:
         """Per-element bound.  ``steps``: accumulation length of each element (t+1, broadcastable), ``mag``: magnitude
         shadow, ``logmass``: cumulative |log-gate| mass G (or ``None`` for ops without log-gates), ``logvalue``: the
-        log-value shadow E_t (charged only to ``traits.log_values`` forms).  float64."""
+        log-value shadow E_t (charged only to ``traits.log_values`` forms); ``underflow`` (floor "roundings"): the
+        rounding count weighted by what multiplies each rounding's result afterwards (a spec's cofactor shadow), in
+        place of ``steps`` — an underflowed product scaled up by later factors.  float64."""
         u_acc = self.accumulate_u(dtype, traits)
         u_out = unit_roundoff(dtype)
         steps = steps.double()
@@ -258,5 +260,6 @@ class ErrorModel:
         if self.floor == "roundings":
             acc = dtype if traits.accumulate in (None, "input") else getattr(torch, traits.accumulate)
             acc = acc if unit_roundoff(acc) >= u_acc else dtype
-            return b + steps * (u_acc * tiny(acc) + tiny(torch.float32)) + u_out * tiny(dtype)
+            n = steps if underflow is None else underflow.double()
+            return b + n * (u_acc * tiny(acc) + tiny(torch.float32)) + u_out * tiny(dtype)
         return b + steps * self.c_step * tiny(dtype)

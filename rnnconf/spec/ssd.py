@@ -37,6 +37,22 @@ cumulative sums of ΔA they difference: c_log·depth·G_t with G_t = Σ_{s≤t} 
 A state carried between calls in the input dtype is rounded once: its error u_out·|H_τ| propagates by decays ≤ 1 and
 stays below M_t (``carry`` = the magnitude).
 
+UNDERFLOW (floor "roundings", weighted).  A rounding whose result is subnormal (or flushed) errs by up to
+u·tiny absolutely, and every factor that multiplies the result afterwards scales that error: an SSD product formed
+in any order (C·B before L·X, Δ·x before B) may underflow at any partial product.  With q(v) = max(1, |v|), every
+such cofactor is at most the product of q over all of a summand's factors, so the floor counts, per (p, n),
+W_t = W_{t−1} + 8·(q(Δ_t)q(x_t)q(B_t) + q(M_{t−1})) (8 roundings a step, the old state's decay product weighted by
+its magnitude), and y_t = Σ_n q(C_n)(W_{t,n} + 2) + (N + 4)(q(D)q(x_t) + 1); each unit costs u_acc·tiny(acc) +
+tiny(float32).  A state, an input term Δ·x·B, a read C·H of an undecayed earlier state (mamba's Y_off forms C·H
+before the decay), a state's adjoint or a decay's adjoint Σ λ·|H| (summed over steps, as a cumulative log-decay's
+is) whose magnitude leaves the working precision's range is inf there:
+the values read after it (a chunk form's whole call) and every gradient of that batch row and head are not judged.
+A gradient element whose cofactor shadow (below) reaches that range is not judged either: every partial product
+or partial sum of its summands, in any order, is at most that shadow, and nothing less rules out an overflow.  The
+gradients' count is the same shadow as their magnitude with every factor replaced by q(·) (and
+the decays by 1) times the rounding count of their cond.  In float32 and float64 this is negligible; in float16 it
+is what lets a pure-half evaluation (mamba-ssm's ssd_minimal) underflow 6e-7 to 0.
+
 GRADIENTS (:func:`grad_magnitudes`): the magnitude of every summand of each gradient is the gradient of the same
 computation on absolute values (|x|, |B|, |C|, |D|, |H_0|, |do|, decays a with ∂a/∂Δ = |A|a), taken by autograd in
 float64; the factors' relative errors (c_Δ, the exponent's) are carried by differencing that shadow with one whose
@@ -53,6 +69,7 @@ from .base import Arg, Dim, Invariant, Output, Spec, pow2_boundaries, register
 from .domains import Domain, real
 from .errors import ErrorModel
 
+UNDERFLOW_PER_STEP = 8.0  # roundings per step whose result may underflow (z, softplus, ΔA, exp, Δx, ·B, a·H, +)
 SOFTPLUS_THRESHOLD = 20.0  # torch.nn.functional.softplus's and mamba-ssm's: z above it is returned as is
 
 DIMS = {
@@ -105,7 +122,7 @@ def _inputs64(inputs: dict):
     return x, dt, A, heads_of_groups(Bm, R), heads_of_groups(Cm, R), D, bias, R
 
 
-def _shadow(x, dt, A, Bh, Ch, D, bias, h0, eps=None):
+def _shadow(x, dt, A, Bh, Ch, D, bias, h0, eps=None, cofactor=False):
     """y and H_T of the computation on absolute values (x, Bh, Ch, D, h0 given as |·|: no abs() here, whose
     derivative at 0 would be 0; float64, differentiable in every leaf), the decays
     a = exp(−Δ|A|) entering with ∂a/∂Δ = |A|a ≥ 0 and ∂a/∂|A| = Δa ≥ 0.  ``eps`` (ε_a, ε_b) [B, T, H] inflates each
@@ -116,6 +133,11 @@ def _shadow(x, dt, A, Bh, Ch, D, bias, h0, eps=None):
     a_val = torch.exp(-(dl * Aa).detach())
     # straight-through: the value of exp(−Δ|A|), derivatives +|A|a and +Δa
     a = a_val + a_val * (Aa.detach() * (dl - dl.detach()) + dl.detach() * (Aa - Aa.detach()))
+    if cofactor:  # the underflow floor's weights: decays as 1, Δ and the decay derivatives as q(·) = max(1, |·|)
+        ones = torch.ones_like(a_val)
+        a = ones + (a_val * Aa.detach()).clamp(min=1.0) * (dl - dl.detach()) \
+            + (a_val * dl.detach()).clamp(min=1.0) * (Aa - Aa.detach())
+        dl = dl.clamp(min=1.0)
     if eps is not None:
         a = a * (1 + eps[0])
     Bsz, T, Hn, P = x.shape
@@ -146,14 +168,15 @@ def grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None
     eps_a = 1 + (dl * A.abs()) * (cD + 1)
     eps_b = cD + 2
 
-    def grads(eps):
-        leaf = {"x": x.abs(), "dt": dt, "A": A.abs(), "B": inputs["B"].double().abs(),
-                "C": inputs["C"].double().abs(), "D": D.abs(), "dt_bias": bias}
+    def grads(eps, cofactor=False):
+        q = (lambda v: v.clamp(min=1.0)) if cofactor else (lambda v: v)  # noqa: E731
+        leaf = {"x": q(x.abs()), "dt": dt, "A": A.abs(), "B": q(inputs["B"].double().abs()),
+                "C": q(inputs["C"].double().abs()), "D": q(D.abs()), "dt_bias": bias}
         leaf = {k: v.detach().clone().requires_grad_(True) for k, v in leaf.items()}
-        s0 = h0.double().abs().detach().clone().requires_grad_(True) if h0 is not None else None
+        s0 = q(h0.double().abs()).detach().clone().requires_grad_(True) if h0 is not None else None
         y, ST = _shadow(leaf["x"], leaf["dt"], leaf["A"], heads_of_groups(leaf["B"], R),
-                        heads_of_groups(leaf["C"], R), leaf["D"], leaf["dt_bias"], s0, eps)
-        L = (do_a * y).sum() + ((dht_a * ST).sum() if dht_a is not None else 0.0)
+                        heads_of_groups(leaf["C"], R), leaf["D"], leaf["dt_bias"], s0, eps, cofactor)
+        L = (q(do_a) * y).sum() + ((q(dht_a) * ST).sum() if dht_a is not None else 0.0)
         want = [leaf[k] for k in names] + ([s0] if s0 is not None else [])
         gs = torch.autograd.grad(L, want, allow_unused=True) if L.requires_grad else [None] * len(want)
         out = {k: (g if g is not None else torch.zeros_like(leaf[k])).abs() for k, g in zip(names, gs)}
@@ -164,6 +187,7 @@ def grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None
     base, y_abs, _ = grads(None)
     h = 2.0**-30  # first-order difference of the inflated shadow: (g(h·ε) − g(0))/h → Σ_paths |path|·Σ ε
     infl, _, _ = grads((h * eps_a, h * eps_b))
+    cof, _, _ = grads(None, cofactor=True)
     red = {"x": N, "dt": P * N, "A": Bsz * T * P * N, "B": R * P, "C": R * P, "D": Bsz * T * P,
            "dt_bias": Bsz * T * P * N, "initial_state": 0}
     C_ = min(traits.chunk_size, T) if (traits is not None and traits.chunk_size and T) else 0
@@ -178,6 +202,12 @@ def grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None
         extra["dt_bias"] = (A.abs() * torch.sigmoid(z) * tot[:, None, :]).sum((0, 1))
         extra["A"] = (dl * tot[:, None, :]).sum((0, 1))
     G_T = (dl * A.abs()).sum(1) if T else torch.zeros(Bsz, Hn, dtype=torch.float64)  # [B, H]
+    over = _overflow_bh(x, dl, A, Bh, Ch, h0, do_a, dht_a, dtype, traits)  # [B, H] or None
+    fmax = float("inf")
+    if dtype is not None and traits is not None:
+        from .nonlinear import working_precision
+
+        fmax = working_precision(dtype, traits)[1]
     for k, m in base.items():
         m = m + extra.get(k, 0.0)
         first = (infl[k] - base[k]).clamp(min=0) / h
@@ -185,8 +215,62 @@ def grad_magnitudes(inputs: dict, h0, do, dht, cumsum: bool = False, traits=None
         if C_:
             lg = SSD_ERROR.c_log * C_ * G_T.amax()  # the cumulative sums' rounding, worst head
             c = c + (2 * C_ + 10 + 5 * (T + 1) / C_ + lg) * m
-        out[k] = (m, c)
+        n_round = red[k] + 2 * (T + 1) + N + P + 10 + (2 * C_ + 10 if C_ else 0)
+        if over is not None:
+            c = torch.where(_spread(over, k, c.shape, R), float("inf"), c)
+        if fmax < float("inf"):  # some partial product of some evaluation order may overflow: not judged
+            c = torch.where(cof[k] + extra.get(k, 0.0) >= fmax, float("inf"), c)
+        out[k] = (m, c, n_round * (cof[k] + extra.get(k, 0.0)) + n_round)
     return out
+
+
+def _overflow_bh(x, dl, A, Bh, Ch, h0, do_a, dht_a, dtype, traits):
+    """[B, H]: heads of a batch row where a stored state, an input term Δ·x·B, a read C·H of an undecayed earlier
+    state, or an adjoint of the state leaves the working precision's range at some step (the evaluation stores inf
+    there, and a backward multiplying it by a zero adjoint makes NaN: every gradient reading that head is not
+    judged); ``None`` without a precision or where nothing leaves it."""
+    if dtype is None or traits is None or not x.shape[1]:
+        return None
+    from .nonlinear import working_precision
+
+    fmax = working_precision(dtype, traits)[1]
+    Bsz, T, Hn, P = x.shape
+    M = h0.double().abs() if h0 is not None else x.new_zeros(Bsz, Hn, P, Bh.shape[-1])
+    a = torch.exp(-dl * A.abs())
+    Cabs, Babs = Ch.abs(), Bh.abs()
+    run = M.amax((-2, -1))
+    big = torch.zeros(Bsz, Hn, dtype=torch.bool)
+    Ms = []
+    for t in range(T):
+        Ms.append(M)
+        b = dl[:, t, :, None, None] * x[:, t].abs()[..., None] * Babs[:, t][:, :, None, :]
+        M = a[:, t, :, None, None] * M + b
+        run = torch.maximum(run, M.amax((-2, -1)))
+        big = big | (torch.maximum(M, b).amax((-2, -1)) >= fmax) | (Cabs[:, t].sum(-1) * run >= fmax)
+    # |adjoint of H_t| backward in t, and the decay's adjoint Σ_{p,n} λ_t·|H_{t−1}| (undecayed), summed from the
+    # end as a cumulative log-decay's adjoint is
+    lam = dht_a if dht_a is not None else torch.zeros_like(M)
+    dec = torch.zeros(Bsz, Hn, dtype=torch.float64)
+    for t in range(T - 1, -1, -1):
+        lam = lam + do_a[:, t][..., None] * Cabs[:, t][:, :, None, :]
+        dec = dec + (lam * Ms[t]).sum((-2, -1))
+        big = big | (lam.amax((-2, -1)) >= fmax) | (dec >= fmax)
+        lam = a[:, t, :, None, None] * lam
+    return big if bool(big.any()) else None
+
+
+def _spread(over, name, shape, R):
+    """The [B, H] mask ``over`` on the gradient of ``name`` (shape ``shape``)."""
+    if name in ("x",):
+        return over[:, None, :, None].expand(shape)
+    if name == "dt":
+        return over[:, None, :].expand(shape)
+    if name in ("A", "D", "dt_bias"):
+        return over.any(0).expand(shape)
+    if name in ("B", "C"):
+        g = over.unflatten(1, (-1, R)).any(2)  # [B, G]
+        return g[:, None, :, None].expand(shape)
+    return over[:, :, None, None].expand(shape)  # initial_state
 
 
 SPEC = register(Spec(
