@@ -149,4 +149,4 @@ def _probe(target: Target, dtype) -> tuple[Skip, ...]:
 
 # registers the flash-linear-attention, FlashRNN, pararnn-torch and torch.nn adapters (each library imported only
 # in build)
-from . import fla, flashrnn, pararnn, torch_nn  # noqa: E402,F401
+from . import fla, flashrnn, mamba_ssm, pararnn, torch_nn  # noqa: E402,F401
