@@ -3,7 +3,9 @@
 Selected by ``RNNCONF_PROFILE`` (or pytest's ``--rnnconf-profile``); ``RNNCONF_EXAMPLES`` overrides the count.
 
 * ``ci``   — derandomized (same examples every run), bounded sizes and counts: the CPU tier of CI (10 examples per
-  property; 3 for a Triton kernel under the interpreter — see ``Profile.interpreted_examples``).
+  property for ``rnnconf check``, 3 for a Triton kernel under the interpreter — ``Profile.interpreted_examples``; the
+  test suite 4 in float32, 2 in the other dtypes and for interpreted kernels, 1 for their structural properties —
+  ``Profile.suite_examples``).
 * ``dev``  — random, a few more examples, the local example database.
 * ``gpu``  — CUDA, more examples and longer sequences (``tox -e gpu``).
 * ``fuzz`` — long random search with larger shapes (``tox -e fuzz``, ``rnnconf fuzz``).
@@ -14,6 +16,11 @@ import os
 from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, Phase, settings
+
+# properties whose failures are index, mask or allocation errors (any example shows one): the suite's interpreted
+# kernels draw the fewest examples for them (Profile.suite_examples)
+STRUCTURAL = frozenset({"batch-independence", "head-independence", "channel-independence", "causality-perturb",
+                        "causality-nan", "determinism", "poisoned-allocations", "nonlinear-block-diagonal"})
 
 
 @dataclass(frozen=True)
@@ -35,15 +42,35 @@ class Profile:
     # the GPU tier runs them natively at its full count, and the boundary probes are sweeps, not counted here.
     interpreted_examples: int | None = None
     shrink: bool = True  # False: a known failure is confirmed, not shrunk (the third-party tests' findings)
+    # the test suite's counts where no count is given — (float32, every other dtype of an all-dtype property, a
+    # Triton kernel under the interpreter, its structural properties: independence, causality, determinism,
+    # poisoned allocations, whose failures are index and mask errors any example shows) — the CPU tier's 12-minute
+    # budget with every family in.  ``rnnconf check`` keeps ``max_examples`` (it passes its count), and a finding's
+    # confirmation and the planted bugs run the full counts (:meth:`confirming`).  Fewer examples of the same
+    # derandomized draws, not other ones.
+    suite_examples: tuple[int, int, int, int] | None = None
 
-    def examples_for(self, target) -> int:
-        """The example count of one property on ``target`` at this profile (see ``interpreted_examples``)."""
-        if self.interpreted_examples is not None and self.device == "cpu" and target.kind == "triton":
+    def examples_for(self, target, dtype=None, prop_name: str | None = None) -> int:
+        """The example count of one property on ``target`` in ``dtype`` at this profile (``suite_examples``, else
+        ``interpreted_examples``)."""
+        import torch
+
+        n, sx = self.max_examples, self.suite_examples
+        if sx is not None:
+            n = min(n, sx[0] if dtype in (None, torch.float32) else sx[1])
+        if self.device == "cpu" and target.kind == "triton" and (sx is not None or self.interpreted_examples):
             from ..kernels._backend import interpreter_active
 
             if interpreter_active():
-                return min(self.max_examples, self.interpreted_examples)
-        return self.max_examples
+                if sx is not None:
+                    return min(n, sx[3] if prop_name in STRUCTURAL else sx[2])
+                return min(n, self.interpreted_examples)
+        return n
+
+    def confirming(self) -> "Profile":
+        """The profile at its full counts and without shrinking: a known failure (a third-party finding, a planted
+        bug) is confirmed on the examples it was found on."""
+        return replace(self, shrink=False, suite_examples=None)
 
     def settings(self, max_examples: int | None = None, **kw) -> settings:
         from hypothesis.database import DirectoryBasedExampleDatabase
@@ -95,7 +122,7 @@ PROFILES = {
                                    "attention.T": 40, "attention.B": 2, "matrix.T": 32, "matrix.B": 2,
                                    "N": 3, "ssm.T": 40, "ssm.B": 2, "ssm.G": 2, "ssm.R": 2, "ssm.P": 8,
                                    "ssm.N": 8}, probe_caps=_CI_PROBES, probe_budget_s=8.0,
-                 interpreted_examples=3),
+                 interpreted_examples=3, suite_examples=(4, 2, 2, 1)),
     "dev": Profile("dev", 30, False, {"T": 130, "D": 64, "B": 4, "H": 3, "K": 32, "V": 32, "attention.T": 80,
                                       "matrix.T": 64, "N": 4, "ssm.T": 80, "ssm.G": 2, "ssm.R": 3,
                                       "ssm.P": 16, "ssm.N": 16},
@@ -116,7 +143,7 @@ def get_profile(name: str | None = None) -> Profile:
     p = PROFILES[name]
     if os.environ.get("RNNCONF_EXAMPLES"):
         n = int(os.environ["RNNCONF_EXAMPLES"])  # an explicit count is every target's
-        p = replace(p, max_examples=n, interpreted_examples=None)
+        p = replace(p, max_examples=n, interpreted_examples=None, suite_examples=None)
     if os.environ.get("RNNCONF_DEVICE"):
         p = replace(p, device=os.environ["RNNCONF_DEVICE"])
     return p

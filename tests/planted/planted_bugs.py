@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -25,7 +25,6 @@ if not torch.cuda.is_available():  # as tests/conftest.py: the interpreter, set 
 
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
-from hypothesis import Phase  # noqa: E402
 
 from rnnconf.impls._common import compute_dtype, varlen_by_split  # noqa: E402
 from rnnconf.kernels._backend import kernel_device  # noqa: E402
@@ -527,22 +526,11 @@ BY_KEY = {b.key: b for b in BUGS}
 # =====================================================================================================================
 
 
-@dataclass(frozen=True)
-class NoShrinkProfile(Profile):
-    """The ``ci`` profile (derandomized, same sizes and example counts) without Hypothesis's shrink phase.
-
-    A planted bug is meant to fail; shrinking its counterexample costs up to ~70 s per property (measured on
-    mingru/logspace state-carry) and does not change the verdict's status."""
-
-    def settings(self, max_examples=None, **kw):
-        return super().settings(max_examples=max_examples,
-                                phases=(Phase.explicit, Phase.reuse, Phase.generate), **kw)
-
-
 def planted_profile() -> Profile:
-    """``ci`` without shrinking, on the device the Triton kernels run on (the CPU under the interpreter)."""
-    ci = get_profile("ci")
-    return replace(NoShrinkProfile(**asdict(ci)), device=kernel_device())
+    """``ci`` at its full counts and without shrinking (:meth:`Profile.confirming`: a planted bug is meant to fail,
+    and shrinking its counterexample costs up to ~70 s per property without changing the verdict), on the device the
+    Triton kernels run on (the CPU under the interpreter)."""
+    return replace(get_profile("ci").confirming(), device=kernel_device())
 
 
 def property_dtypes(prop, target):

@@ -9,8 +9,8 @@ Per bug (test id = the bug's key):
     Where the base itself fails, the catch cannot be attributed to the planted bug: the test is xfailed with the
     base's verdict (a conformance defect of the base, which tests/properties reports).
 
-Properties run under the ``ci`` profile (derandomized) without Hypothesis's shrink phase (see
-``planted_bugs.NoShrinkProfile``); dtypes per property as tests/properties/test_builtin_forms.py, a per-dtype property
+Properties run under the ``ci`` profile (derandomized) at its full counts, without Hypothesis's shrink phase
+(``Profile.confirming``); dtypes per property as tests/properties/test_builtin_forms.py, a per-dtype property
 stopping at its first failing dtype; see EARLY_STOP below.  The session prints the table bug → properties that caught it
 (tests/planted/conftest.py); ``python tests/planted/planted_bugs.py`` prints the same without pytest.
 """

@@ -46,7 +46,7 @@ def test_reference_form_gradcheck(spec, T, mode):
 
         assert torch.autograd.gradcheck(g, [inputs[n].clone().requires_grad_(True) for n in names])
         return
-    h0 = torch.randn(tuple(dims[s] for s in state.shape), generator=gen, dtype=torch.float64)
+    h0 = torch.randn(tuple(dim_size(s, dims) for s in state.shape), generator=gen, dtype=torch.float64)
     if spec.extra.get("state_dtype") == "complex":
         h0 = torch.complex(h0, torch.randn_like(h0))
     if "fix_state" in spec.extra:  # the spec's reachable states (sLSTM: n ∈ {0} ∪ [1, ∞), |c| ≤ n)

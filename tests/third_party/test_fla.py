@@ -7,7 +7,6 @@ whose reason states the finding; a fixed fla turns them into failures that ask f
 derandomized profiles such as ci, where the failing example is drawn on every run).
 """
 import warnings
-from dataclasses import replace
 
 import pytest
 import torch
@@ -47,7 +46,7 @@ FINDINGS = {
 
 def _no_shrink(profile):
     """A known failure needs confirming, not shrinking."""
-    return replace(profile, shrink=False)
+    return profile.confirming()
 
 
 _TARGETS = {}

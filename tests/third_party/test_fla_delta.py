@@ -12,7 +12,6 @@ states the finding (strict under derandomized profiles such as ci): a fixed fla 
 for the mark to go.
 """
 import warnings
-from dataclasses import replace
 
 import pytest
 import torch
@@ -72,7 +71,7 @@ FINDINGS[(FR, "delta-qk-l2norm-gradients", torch.float16)] = _STATE_F32.format(s
 
 def _no_shrink(profile):
     """A known failure needs confirming, not shrinking."""
-    return replace(profile, shrink=False)
+    return profile.confirming()
 
 
 _TARGETS = {}

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import warnings
-from dataclasses import replace
 
 import pytest
 import torch
@@ -61,7 +60,7 @@ FINDINGS = {
 
 def _no_shrink(profile):
     """A known failure needs confirming, not shrinking."""
-    return replace(profile, shrink=False)
+    return profile.confirming()
 
 
 _TARGETS = {}

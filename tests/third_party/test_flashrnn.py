@@ -15,7 +15,6 @@ its vanilla_fwbw and triton_fused backends import) is not installed.
 """
 import logging
 import warnings
-from dataclasses import replace
 
 import pytest
 import torch
@@ -103,7 +102,7 @@ FINDINGS = {
 
 def _no_shrink(profile):
     """A known failure needs confirming, not shrinking."""
-    return replace(profile, shrink=False)
+    return profile.confirming()
 
 
 def _profile(name: str, prop_name: str, dtype) -> Profile:

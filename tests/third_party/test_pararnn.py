@@ -8,7 +8,6 @@ the library is right.  Findings are strict xfails whose reason states the number
 "Conformance of pararnn-torch 0.17.4", classifies them).  Its Triton scans need CUDA and are not judged here.
 """
 import logging
-from dataclasses import replace
 
 import pytest
 import torch
@@ -94,7 +93,7 @@ def _slow(name, prop, dt, finding) -> bool:
 
 def _profile(name, prop_name, dtype):
     p = get_profile()
-    return replace(p, shrink=False) if (name, prop_name, dtype) in FINDINGS else p
+    return p.confirming() if (name, prop_name, dtype) in FINDINGS else p
 
 
 def _items():
