@@ -4,8 +4,7 @@ Selected by ``RNNCONF_PROFILE`` (or pytest's ``--rnnconf-profile``); ``RNNCONF_E
 
 * ``ci``   — derandomized (same examples every run), bounded sizes and counts: the CPU tier of CI (10 examples per
   property for ``rnnconf check``, 3 for a Triton kernel under the interpreter — ``Profile.interpreted_examples``; the
-  test suite 4 in float32, 2 in the other dtypes and for interpreted kernels, 1 for their structural properties —
-  ``Profile.suite_examples``).
+  test suite 3 in float32, 2 in the other dtypes and for interpreted kernels — ``Profile.suite_examples``).
 * ``dev``  — random, a few more examples, the local example database.
 * ``gpu``  — CUDA, more examples and longer sequences (``tox -e gpu``).
 * ``fuzz`` — long random search with larger shapes (``tox -e fuzz``, ``rnnconf fuzz``).
@@ -44,10 +43,10 @@ class Profile:
     shrink: bool = True  # False: a known failure is confirmed, not shrunk (the third-party tests' findings)
     # the test suite's counts where no count is given — (float32, every other dtype of an all-dtype property, a
     # Triton kernel under the interpreter, its structural properties: independence, causality, determinism,
-    # poisoned allocations, whose failures are index and mask errors any example shows) — the CPU tier's 12-minute
-    # budget with every family in.  ``rnnconf check`` keeps ``max_examples`` (it passes its count), and a finding's
-    # confirmation and the planted bugs run the full counts (:meth:`confirming`).  Fewer examples of the same
-    # derandomized draws, not other ones.
+    # poisoned allocations) — the CPU tier's 12-minute budget with every family in.  Derandomized, the first example
+    # is always the minimal one (every size 1), so 2 is the least that draws a sized one.  ``rnnconf check`` keeps
+    # ``max_examples`` (it passes its count), and a finding's confirmation and the planted bugs run the full counts
+    # (:meth:`confirming`).  Fewer examples of the same derandomized draws, not other ones.
     suite_examples: tuple[int, int, int, int] | None = None
 
     def examples_for(self, target, dtype=None, prop_name: str | None = None) -> int:
@@ -111,7 +110,7 @@ class Profile:
 # dev goes to 1025; gpu and fuzz probe every boundary up to 4097.  B, D, N are probed in full at every profile.
 # ``probe_budget_s`` (per target: 3/4 for boundary-probes, 1/4 for gradients-probe) leaves out the probes predicted
 # to overrun it, and says so (rnnconf.properties.probes); it stays below twice `rnnconf check`'s default time box of
-# 10 s per property, at which an example still running is stopped.  ci 8 s, dev 10 s, gpu and fuzz 15 s.
+# 10 s per property, at which an example still running is stopped.  ci 4 s, dev 10 s, gpu and fuzz 15 s.
 _CI_PROBES = {"T": (129, 257), "attention.T": (65, 513), "H": (9, 32), "K": (65, 256), "V": (65, 256)}
 _DEV_PROBES = {"T": (513, 1025), "attention.T": (257, 1025)}
 
@@ -121,8 +120,8 @@ PROFILES = {
     "ci": Profile("ci", 10, True, {"T": 70, "D": 40, "B": 3, "H": 2, "K": 16, "V": 16,
                                    "attention.T": 40, "attention.B": 2, "matrix.T": 32, "matrix.B": 2,
                                    "N": 3, "ssm.T": 40, "ssm.B": 2, "ssm.G": 2, "ssm.R": 2, "ssm.P": 8,
-                                   "ssm.N": 8}, probe_caps=_CI_PROBES, probe_budget_s=8.0,
-                 interpreted_examples=3, suite_examples=(4, 2, 2, 1)),
+                                   "ssm.N": 8}, probe_caps=_CI_PROBES, probe_budget_s=4.0,
+                 interpreted_examples=3, suite_examples=(3, 2, 2, 2)),
     "dev": Profile("dev", 30, False, {"T": 130, "D": 64, "B": 4, "H": 3, "K": 32, "V": 32, "attention.T": 80,
                                       "matrix.T": 64, "N": 4, "ssm.T": 80, "ssm.G": 2, "ssm.R": 3,
                                       "ssm.P": 16, "ssm.N": 16},

@@ -128,4 +128,5 @@ register(Property(
     "strided-inputs", "every tensor argument as a non-contiguous view of the same values (transposed copy viewed "
     "back, stride-2 slice, storage offset, stride-0 broadcast) gives bitwise the contiguous result (within the bound "
     "for traits with a layout-dependent reduction order), and no input buffer is written", _draw, _check,
-    examples=lambda profile: max(3, profile.max_examples // 3)))  # each example is 4 layouts × 2 calls
+    # each example is 4 layouts × 2 calls; the suite's 2 (the minimal example and one sized: Profile.suite_examples)
+    examples=lambda profile: 2 if profile.suite_examples else max(3, profile.max_examples // 3)))
