@@ -16,11 +16,6 @@ from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, Phase, settings
 
-# properties whose failures are index, mask or allocation errors (any example shows one): the suite's interpreted
-# kernels draw the fewest examples for them (Profile.suite_examples)
-STRUCTURAL = frozenset({"batch-independence", "head-independence", "channel-independence", "causality-perturb",
-                        "causality-nan", "determinism", "poisoned-allocations", "nonlinear-block-diagonal"})
-
 
 @dataclass(frozen=True)
 class Profile:
@@ -42,28 +37,26 @@ class Profile:
     interpreted_examples: int | None = None
     shrink: bool = True  # False: a known failure is confirmed, not shrunk (the third-party tests' findings)
     # the test suite's counts where no count is given — (float32, every other dtype of an all-dtype property, a
-    # Triton kernel under the interpreter, its structural properties: independence, causality, determinism,
-    # poisoned allocations) — the CPU tier's 12-minute budget with every family in.  Derandomized, the first example
-    # is always the minimal one (every size 1), so 2 is the least that draws a sized one.  ``rnnconf check`` keeps
-    # ``max_examples`` (it passes its count), and a finding's confirmation and the planted bugs run the full counts
-    # (:meth:`confirming`).  Fewer examples of the same derandomized draws, not other ones.
-    suite_examples: tuple[int, int, int, int] | None = None
+    # Triton kernel under the interpreter) — the CPU tier's budget with every family in.  Derandomized, the first
+    # example is always the minimal one (every size 1), so 2 is the least that draws a sized one.  ``rnnconf check``
+    # keeps ``max_examples`` (it passes its count), and a finding's confirmation and the planted bugs run the full
+    # counts (:meth:`confirming`).  Fewer examples of the same derandomized draws, not other ones.
+    suite_examples: tuple[int, int, int] | None = None
 
-    def examples_for(self, target, dtype=None, prop_name: str | None = None) -> int:
+    def examples_for(self, target, dtype=None) -> int:
         """The example count of one property on ``target`` in ``dtype`` at this profile (``suite_examples``, else
-        ``interpreted_examples``)."""
+        ``interpreted_examples`` for an interpreted kernel)."""
         import torch
 
         n, sx = self.max_examples, self.suite_examples
         if sx is not None:
             n = min(n, sx[0] if dtype in (None, torch.float32) else sx[1])
-        if self.device == "cpu" and target.kind == "triton" and (sx is not None or self.interpreted_examples):
+        interp = sx[2] if sx is not None else self.interpreted_examples
+        if interp is not None and self.device == "cpu" and target.kind == "triton":
             from ..kernels._backend import interpreter_active
 
             if interpreter_active():
-                if sx is not None:
-                    return min(n, sx[3] if prop_name in STRUCTURAL else sx[2])
-                return min(n, self.interpreted_examples)
+                return min(n, interp)
         return n
 
     def confirming(self) -> "Profile":
@@ -121,7 +114,7 @@ PROFILES = {
                                    "attention.T": 40, "attention.B": 2, "matrix.T": 32, "matrix.B": 2,
                                    "N": 3, "ssm.T": 40, "ssm.B": 2, "ssm.G": 2, "ssm.R": 2, "ssm.P": 8,
                                    "ssm.N": 8}, probe_caps=_CI_PROBES, probe_budget_s=4.0,
-                 interpreted_examples=3, suite_examples=(3, 2, 2, 2)),
+                 interpreted_examples=3, suite_examples=(3, 2, 2)),
     "dev": Profile("dev", 30, False, {"T": 130, "D": 64, "B": 4, "H": 3, "K": 32, "V": 32, "attention.T": 80,
                                       "matrix.T": 64, "N": 4, "ssm.T": 80, "ssm.G": 2, "ssm.R": 3,
                                       "ssm.P": 16, "ssm.N": 16},

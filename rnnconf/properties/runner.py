@@ -173,7 +173,7 @@ def run_property(prop: Property, spec: Spec, target: Target, dtype: torch.dtype,
     if max_examples is None and getattr(prop, "examples", None) is not None:
         max_examples = prop.examples(profile)  # e.g. one boundary-probe sweep per example
     elif max_examples is None:
-        max_examples = profile.examples_for(target, dtype, prop.name)  # the suite's counts
+        max_examples = profile.examples_for(target, dtype)  # the suite's counts
 
     @profile.settings(max_examples=max_examples)
     @given(st.data())
