@@ -83,14 +83,15 @@ def _quad_no_carry(xd, dA, Bh, Ch, S0):
     return y, Sn
 
 
-def _with_quad(quad, Q):
+def _patched(name, replacement, core):
+    """``core`` run with ``rnnconf.impls.ssd.<name>`` replaced (the correct form's other parts unchanged)."""
     def fn(*a):
-        orig = S._quad
-        S._quad = quad
+        orig = getattr(S, name)
+        setattr(S, name, replacement)
         try:
-            return S._chunked(Q)(*a)
+            return core(*a)
         finally:
-            S._quad = orig
+            setattr(S, name, orig)
 
     return fn
 
@@ -102,18 +103,6 @@ def _segsum_unstable(dA):
     seg = cum[..., :, None] - cum[..., None, :]  # BUG: cum_t − cum_s, inf − inf once the log-decays are huge
     k = torch.arange(T)
     return torch.where(k[:, None] >= k[None, :], seg, torch.tensor(-float("inf"), dtype=dA.dtype))
-
-
-def _with_segsum(fn_segsum, Q):
-    def fn(*a):
-        orig = S.segsum
-        S.segsum = fn_segsum
-        try:
-            return S._chunked(Q)(*a)
-        finally:
-            S.segsum = orig
-
-    return fn
 
 
 # ---- padding to a multiple of the chunk with raw dt = 0 (Δ = softplus(dt_bias) ≠ 0 there) ------------------------
@@ -133,24 +122,12 @@ def _pad_raw_dt_zero(Q):
 
 # ---- grouped B/C read by head h % G instead of h // R --------------------------------------------------------------
 def _prep_group_modulo(x, dt, A, B, C, D, dt_bias):
-    cd = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    cd = S.compute_dtype(x.dtype)
     G = B.shape[2]
     R = x.shape[2] // G
     dl = F.softplus(dt.to(cd) + dt_bias.to(cd))
     Bh, Ch = (v.to(cd).repeat(1, 1, R, 1) for v in (B, C))  # BUG: head h reads group h % G (mamba's is h // R)
     return cd, dl, dl * A.to(cd), x.to(cd), Bh, Ch, D.to(cd)
-
-
-def _with_prep(prep, core):
-    def fn(*a):
-        orig = S._prep
-        S._prep = prep
-        try:
-            return core(*a)
-        finally:
-            S._prep = orig
-
-    return fn
 
 
 # ---- ZOH for B where the spec has Euler-B (B̄ = Δ·B) ---------------------------------------------------------------
@@ -175,11 +152,11 @@ def ssd_bugs(add) -> None:
         "sequence starting inside a chunk carries its predecessor's state",
         "issue 16 (chunk state at misaligned sequence/chunk boundaries); vllm #23279, sglang #31833")
     add("ssd-initial-state-after-first-chunk", "ssd/chunk-5", "planted-initial-state-after-first-chunk",
-        _api(_split(_with_quad(_quad_no_carry, 5))), {"oracle", "state-carry"},
+        _api(_split(_patched("_quad", _quad_no_carry, S._chunked(5)))), {"oracle", "state-carry"},
         "chunk state update without the carried state's decayed term: the initial state (and every earlier "
         "chunk) is forgotten after the first chunk", "issue 16 (initial state ignored after the first chunk)")
     add("ssd-segsum-unstable", "ssd/quadratic", "planted-segsum-unstable",
-        _api(_split(_with_segsum(_segsum_unstable, 0))), {"ssd-segsum-stable"},
+        _api(_split(_patched("segsum", _segsum_unstable, S._chunked(0)))), {"ssd-segsum-stable"},
         "segsum formed as cumsum_t − cumsum_s (inf − inf = NaN once a head's log-decays are huge)",
         "issue 16 (unstable segsum); Mamba-2's ssd_minimal segsum note (models-2.md §2)")
     add("ssd-pad-raw-dt-zero", "ssd/chunk-16", "planted-pad-raw-dt-zero", _api(_split(_pad_raw_dt_zero(16))),
@@ -187,7 +164,7 @@ def ssd_bugs(add) -> None:
         "sequence padded to a multiple of the chunk with raw dt = 0: Δ = softplus(dt_bias) > 0 there, so the "
         "padding decays the final state", "issue 16 (padding with softplus(bias) ≠ 0); mamba #368")
     add("ssd-group-modulo", "ssd/sequential", "planted-group-modulo",
-        _api(_split(_with_prep(_prep_group_modulo, S._sequential))), {"oracle"},
+        _api(_split(_patched("_prep", _prep_group_modulo, S._sequential))), {"oracle"},
         "grouped B/C: head h reads group h % G instead of h // R",
         "issue 16 (grouped B/C indexed by the wrong head); mamba-ssm's 'b l (g r) …' head layout")
     add("ssd-zoh-for-euler", "ssd/sequential", "planted-zoh-for-euler", _api(_split(_sequential_zoh)), {"oracle"},
